@@ -1,0 +1,74 @@
+"""The state directory: audit log, pins, approval queue, keys and the install key.
+
+``$PORTCULLIS_HOME`` or ``~/.local/state/portcullis``, created ``0700``. It is refused when it is
+a symlink, owned by another user, or writable by others, because everything in it is trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from portcullis._exceptions import ConfigError
+
+__all__ = ["install_key", "state_dir"]
+
+_KEY_FILE = "install.key"
+_KEY_BYTES = 32
+
+
+def state_dir(create: bool = True) -> Path:
+    """Return the state directory, creating it ``0700`` when it does not exist."""
+    env = os.environ.get("PORTCULLIS_HOME")
+    path = Path(env).expanduser() if env else Path.home() / ".local" / "state" / "portcullis"
+    if create and not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        _check_private_dir(path)
+    return path
+
+
+def _check_private_dir(path: Path) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"state directory {path} is a symlink; refusing to use it")
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"state directory {path} is not a directory")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise ConfigError(f"state directory {path} is owned by uid {st.st_uid}, not by you")
+    if os.name == "posix" and st.st_mode & 0o022:
+        raise ConfigError(
+            f"state directory {path} is writable by others (mode {st.st_mode & 0o777:o}); "
+            f"run: chmod 700 {path}"
+        )
+
+
+def install_key(directory: Path | None = None) -> bytes:
+    """Return the per-install HMAC key, creating it (``0600``) on first use."""
+    directory = directory or state_dir()
+    path = directory / _KEY_FILE
+    if not path.exists():
+        # Written aside and linked into place: a second gateway starting at the same moment
+        # sees either no key or the whole key, never a half-written one.
+        tmp = directory / f".{_KEY_FILE}.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(_KEY_BYTES))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the install key {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        key = fh.read()
+    if len(key) != _KEY_BYTES:
+        raise ConfigError(f"install key {path} is damaged ({len(key)} bytes, expected 32)")
+    return key

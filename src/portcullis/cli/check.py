@@ -1,0 +1,62 @@
+"""``portcullis check``: one policy decision, as the gateway would make it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``check`` command."""
+    p = sub.add_parser(
+        "check",
+        help="decide one tool call without running anything",
+        description="Print the decision the gateway would make for one tool call, as JSON. "
+        "Exit 0 allow, 1 deny or confirm, 2 error.",
+    )
+    p.add_argument("--policy", metavar="F")
+    p.add_argument("--server", metavar="NAME")
+    p.add_argument("--tool", metavar="T", required=True)
+    p.add_argument("--args", metavar="JSON", default="{}", help="the call's arguments object")
+    p.set_defaults(handler=_check)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from portcullis._exceptions import ConfigError
+    from portcullis.gateway.frames import StrictJSONError, loads_strict
+    from portcullis.gateway.guards.tools import RuleSet
+    from portcullis.policy.load import load_policy, select_server
+
+    try:
+        try:
+            call_args = loads_strict(args.args)
+        except StrictJSONError as exc:
+            raise ConfigError(f"--args is not usable JSON: {exc}") from None
+        if not isinstance(call_args, dict):
+            raise ConfigError("--args must be a JSON object")
+        policy = load_policy(args.policy)
+        server = select_server(policy, args.server, have_command=True)
+    except ConfigError as exc:
+        _emit({"error": str(exc)})
+        return 2
+    verdict = RuleSet(server.tools, "tool", server.name).decide(args.tool)
+    out: dict[str, Any] = {
+        "decision": verdict.decision,
+        "rule": verdict.rule,
+        "reason": verdict.reason,
+    }
+    if server.mode == "observe":
+        out["enforced"] = False
+    if server.unimplemented:
+        out["warnings"] = [f"not enforced by this version: {k}" for k in server.unimplemented]
+    _emit(out)
+    return 0 if verdict.decision == "allow" else 1

@@ -1,0 +1,53 @@
+"""The ``portcullis`` command: parse arguments and hand over to the library.
+
+Every command module registers its own sub-parser and imports its heavy dependencies inside the
+handler, so ``portcullis run`` starts without loading pydantic, the audit reader or the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from portcullis._exceptions import ConfigError, PortcullisError
+from portcullis._version import __version__
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from portcullis.cli import audit, check, demo, policy, run
+
+    parser = argparse.ArgumentParser(
+        prog="portcullis",
+        description="A security gateway and scanner for the Model Context Protocol.",
+    )
+    parser.add_argument("--version", action="version", version=f"portcullis {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in (run, check, policy, audit, demo):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit status (2 for configuration errors)."""
+    args = _parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"portcullis: {exc}", file=sys.stderr)
+        return 2
+    except PortcullisError as exc:
+        print(f"portcullis: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

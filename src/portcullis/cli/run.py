@@ -1,0 +1,117 @@
+"""``portcullis run``: guard one stdio MCP server."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register"]
+
+_DESCRIPTION = """\
+Guard one stdio MCP server. The client talks to portcullis on stdin/stdout; portcullis starts
+the server (from `-- CMD ARGS`, or from the policy's command/args/cwd/env for --server) and
+relays every message through the policy, writing the audit log."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``run`` command."""
+    p = sub.add_parser("run", help="guard one stdio MCP server", description=_DESCRIPTION)
+    p.add_argument(
+        "--policy",
+        metavar="F",
+        help="policy file (default: $PORTCULLIS_POLICY, "
+        "then ~/.config/portcullis/policy.yaml, else the built-in default)",
+    )
+    p.add_argument("--server", metavar="NAME", help="the server entry of the policy to apply")
+    p.add_argument(
+        "--pass-env",
+        metavar="VAR",
+        action="append",
+        default=[],
+        help="pass this variable of portcullis's own environment to the server "
+        "(repeatable); all others are dropped unless the policy names them",
+    )
+    p.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS",
+        help="the server command; omit it to launch the policy's command",
+    )
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import getpass
+    import secrets
+    import sys
+    from pathlib import Path
+
+    from portcullis._exceptions import AuditError, ConfigError
+    from portcullis._state import install_key, state_dir
+    from portcullis.audit import AuditLog, digest_args
+    from portcullis.gateway.session import Auditor, Session
+    from portcullis.gateway.transports.stdio import StdioGateway, child_env
+    from portcullis.policy.load import load_policy, select_server
+    from portcullis.policy.refs import resolve_env
+
+    command: list[str] = args.command[1:] if args.command[:1] == ["--"] else args.command
+    policy = load_policy(args.policy)
+    server = select_server(policy, args.server, have_command=bool(command))
+    where = policy.source or "the built-in default policy"
+    if server.unimplemented:
+        keys = ", ".join(server.unimplemented)
+        raise ConfigError(
+            f"{where} configures {keys}, which this version of portcullis does not "
+            "enforce yet; refusing to start rather than ignore it"
+        )
+    launch = server.launch
+    if not command:
+        if launch.url:
+            raise ConfigError(
+                f'server "{server.name}" is an HTTP upstream ({launch.url}); '
+                "stdio `run` needs a command (HTTP upstreams come with `serve`)"
+            )
+        if not launch.command:
+            raise ConfigError(
+                f'server "{server.name}" in {where} has no command; give one after `--`'
+            )
+        command = [launch.command, *launch.args]
+    env = child_env(resolve_env(launch.env), args.pass_env)
+
+    home = state_dir()
+    key = install_key(home)
+    log_path = Path(policy.audit.path).expanduser() if policy.audit.path else home / "audit.jsonl"
+    try:
+        log = AuditLog(log_path, key, rotate_bytes=policy.audit.rotate_bytes)
+    except AuditError as exc:
+        raise ConfigError(f"refusing to start: the audit log cannot be written: {exc}") from exc
+    arguments = policy.audit.arguments
+    if arguments == "redacted":
+        print(
+            "portcullis: audit.arguments: redacted needs the redactor of a later version; "
+            "writing keyed digests of arguments instead",
+            file=sys.stderr,
+        )
+        arguments = "digest"
+    auditor = Auditor(
+        log.append,
+        lambda value: digest_args(key, value),
+        arguments=arguments,
+        base={
+            "policy": policy.digest,
+            "session": secrets.token_hex(8),
+            "principal": getpass.getuser(),
+            "server": server.name,
+        },
+    )
+    if server.mode == "observe":
+        print(
+            f'portcullis: WARNING: server "{server.name}" is in observe mode: decisions are '
+            "audited but NOT enforced; every call is forwarded",
+            file=sys.stderr,
+        )
+    session = Session(server, auditor)
+    try:
+        return StdioGateway(session, command, env=env, cwd=launch.cwd).run()
+    finally:
+        log.close()

@@ -1,0 +1,75 @@
+"""Name rules for tools, prompts and resources: deny > confirm > allow > default.
+
+Globs are fnmatch patterns matched case-sensitively (``fnmatchcase``), so ``Delete_File`` is not
+covered by ``delete_*``; write both when a server's names vary in case. Each rule list is compiled
+into one regular expression and decisions are cached per name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Literal
+
+from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
+from portcullis.policy.compiled import Rules
+
+__all__ = ["RuleSet"]
+
+Subject = Literal["tool", "prompt", "resource"]
+_KEY = {"tool": "tools", "prompt": "prompts", "resource": "resources"}
+
+
+def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL)
+
+
+class RuleSet:
+    """A compiled ``tools:``/``prompts:``/``resources:`` block of one server."""
+
+    __slots__ = ("_cache", "_lists", "_subject", "rules", "server")
+
+    def __init__(self, rules: Rules, subject: Subject, server: str) -> None:
+        self.rules = rules
+        self.server = server
+        self._subject = subject
+        self._lists = [
+            (action, _compile(getattr(rules, action)), getattr(rules, action))
+            for action in ("deny", "confirm", "allow")
+        ]
+        self._cache: dict[str, Verdict] = {}
+
+    def decide(self, name: str) -> Verdict:
+        """Return the verdict for one tool name, prompt name or resource URI."""
+        verdict = self._cache.get(name)
+        if verdict is None:
+            verdict = self._decide(name)
+            if len(self._cache) < 4096:
+                self._cache[name] = verdict
+        return verdict
+
+    def _decide(self, name: str) -> Verdict:
+        key = _KEY[self._subject]
+        what = f'{self._subject} "{name}"'
+        where = f'the policy for server "{self.server}"'
+        for action, regex, patterns in self._lists:
+            if regex is None or regex.fullmatch(name) is None:
+                continue
+            pattern = next(p for p in patterns if fnmatch.fnmatchcase(name, p))
+            rule = f"{key}.{action}"
+            if action == "deny":
+                return Deny(rule, f'{what} matches the deny pattern "{pattern}" in {where}')
+            if action == "confirm":
+                return Confirm(rule, f'{what} matches the confirm pattern "{pattern}" in {where}')
+            return Allow(rule, f'{what} matches the allow pattern "{pattern}"')
+        rule = f"{key}.default"
+        default = self.rules.default
+        if default == "deny":
+            return Deny(
+                rule, f"{what} is not in the allow list of {where}, and its default is deny"
+            )
+        if default == "confirm":
+            return Confirm(rule, f"{what} is not listed in {where}; its default is confirm")
+        return Allow(rule, f"{what} is allowed by the default of {where}")

@@ -1,0 +1,629 @@
+"""One client↔server session: the relay's decisions, without any I/O.
+
+``Session.from_client`` and ``Session.from_server`` take one frame and return the frames to send
+on (to the client, to the server, or both). The transport does the reading and writing; this
+class keeps the id tables, applies the policy, and writes the audit trail. It serves both
+protocol eras: the legacy handshake (``initialize``; server→client requests) and 2026-07-28
+(stateless requests carrying ``_meta``; ``input_required`` results instead of server requests).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from itertools import count
+from pathlib import PurePath
+from typing import Any, Final, Literal
+
+import msgspec
+
+from portcullis._exceptions import AuditError
+from portcullis.gateway import frames as fr
+from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONError
+from portcullis.gateway.guards.tools import RuleSet
+from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
+from portcullis.policy.compiled import ServerPolicy
+
+__all__ = ["RESERVED_ID_PREFIX", "Auditor", "Out", "Session"]
+
+Dest = Literal["client", "server"]
+Out = tuple[Dest, bytes]
+Era = Literal["legacy", "2026-07-28"]
+
+# Ids the gateway chooses itself (remapped server requests, and its own requests) start with
+# this, so they can never be confused with an id the client chose; clients may not use it.
+RESERVED_ID_PREFIX: Final = "portcullis-"
+_MODERN_KEY: Final = "io.modelcontextprotocol/protocolVersion"
+_LIST_FILTERS: Final = {
+    "tools/list": ("tools", "name", "tool"),
+    "prompts/list": ("prompts", "name", "prompt"),
+    "resources/list": ("resources", "uri", "resource"),
+    "resources/templates/list": ("resourceTemplates", "uriTemplate", "resource"),
+}
+# The audit field that names what a request is about (``tool`` is in the contract; the others
+# extend beside it).
+_SUBJECT_FIELD: Final = {"tools/call": "tool", "prompts/get": "prompt"}
+_INPUT_KINDS: Final = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+
+
+class Auditor:
+    """Writes the session's audit records; the chain and the file belong to the audit log."""
+
+    def __init__(
+        self,
+        append: Callable[[dict[str, Any]], object] | None,
+        digest: Callable[[Any], str],
+        *,
+        arguments: str,
+        base: dict[str, Any],
+    ) -> None:
+        self._append = append
+        self._digest = digest
+        self._full = arguments == "full"
+        self.base = base
+
+    def args(self, value: Any) -> Any:
+        """The form of the arguments the audit keeps: a keyed digest unless policy says full."""
+        return value if self._full else self._digest(value)
+
+    def write(self, **fields: Any) -> None:
+        """Append one record; raise AuditError when it cannot be written."""
+        if self._append is None:
+            return
+        record = dict(self.base)
+        record.update((k, v) for k, v in fields.items() if v is not None)
+        self._append(record)
+
+
+class _Pending(msgspec.Struct):
+    method: str
+    t0: float
+    tool: str | None = None
+    rule: str | None = None
+
+
+class Session:
+    """Relay state and policy decisions for one client and one upstream server."""
+
+    def __init__(
+        self,
+        policy: ServerPolicy,
+        auditor: Auditor,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.era: Era = "legacy"
+        self.observe = policy.mode == "observe"
+        self._audit = auditor
+        self._clock = clock
+        self._log = log or (lambda text: print(f"portcullis: {text}", file=sys.stderr))
+        self._tools = RuleSet(policy.tools, "tool", policy.name)
+        self._prompts = RuleSet(policy.prompts, "prompt", policy.name)
+        self._resources = RuleSet(policy.resources, "resource", policy.name)
+        self._pending: dict[Any, _Pending] = {}
+        self._remapped: dict[str, tuple[Any, str]] = {}  # our id -> (server's id, method)
+        self._server_ids: dict[Any, str] = {}  # server's id -> our id
+        self._ids = count(1)
+        self._roots_keys: dict[tuple[str, str], set[str]] = {}
+        self._inspect: dict[str, Callable[[Frame, dict[str, Any]], list[Out]]] = {
+            "initialize": self._initialize,
+            "tools/call": self._tools_call,
+            "prompts/get": self._named_request,
+            "resources/read": self._named_request,
+            "resources/subscribe": self._named_request,
+            "resources/unsubscribe": self._named_request,
+            "completion/complete": self._completion,
+        }
+
+    # -- client → server --------------------------------------------------------------------
+
+    def from_client(self, raw: bytes) -> list[Out]:
+        """Handle one frame from the client."""
+        try:
+            frame = fr.decode_frame(raw)
+        except FrameError as exc:
+            return [("client", fr.error_response(exc.id, exc.code, str(exc)))]
+        # Every client frame is decoded strictly, not only the inspected ones: with a duplicated
+        # "method" the envelope decoder (last one wins) and a server that keeps the first one
+        # would disagree about what the message is.
+        try:
+            msg = fr.loads_strict(raw)
+        except StrictJSONError as exc:
+            if frame.kind == "request":
+                reason = f"the request was refused because it is ambiguous: {exc}"
+                return self._refuse(frame, Deny("protocol.strict-json", reason))
+            self._log(f"dropped an ambiguous client {frame.kind}: {exc}")
+            return []
+        if frame.kind == "request":
+            return self._client_request(frame, msg)
+        if frame.kind == "notification":
+            return self._client_notification(frame, msg)
+        return self._client_response(frame, msg)
+
+    def _client_request(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        rid = frame.id
+        if isinstance(rid, str) and rid.startswith(RESERVED_ID_PREFIX):
+            return self._reply_error(
+                rid,
+                fr.INVALID_REQUEST,
+                f'request ids starting with "{RESERVED_ID_PREFIX}" are reserved for the gateway',
+            )
+        if rid in self._pending:
+            return self._reply_error(
+                rid, fr.INVALID_REQUEST, f"request id {rid!r} is already in flight"
+            )
+        self._detect_era(msg)
+        method = frame.method or ""
+        handler = self._inspect.get(method)
+        if handler is None:
+            self._pending[rid] = _Pending(method, self._clock())
+            return [("server", frame.raw)]
+        return handler(frame, msg)
+
+    def _detect_era(self, msg: Any) -> None:
+        # As a server would: only the request's own _meta says it is a 2026-07-28 request; the
+        # same words inside a tool argument must not switch the era.
+        params = msg.get("params") if isinstance(msg, dict) else None
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if isinstance(meta, dict) and _MODERN_KEY in meta and msg.get("method") != "initialize":
+            self.era = "2026-07-28"
+
+    def _initialize(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        self.era = "legacy"
+        self._pending[frame.id] = _Pending("initialize", self._clock())
+        return [("server", frame.raw)]
+
+    def _tools_call(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        params = msg.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        if not isinstance(params, dict) or not isinstance(name, str):
+            return self._reply_error(
+                frame.id, fr.INVALID_PARAMS, 'tools/call needs params with a string "name"'
+            )
+        args = params.get("arguments")
+        verdict = self._tools.decide(name)
+        out = self._apply(frame, name, args, verdict)
+        if out is not None:
+            return out
+        return self._forward(frame, msg, params, "tools/call", name, verdict.rule)
+
+    def _named_request(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        method = frame.method or ""
+        params = msg.get("params")
+        key = "name" if method == "prompts/get" else "uri"
+        subject = params.get(key) if isinstance(params, dict) else None
+        if not isinstance(params, dict) or not isinstance(subject, str):
+            return self._reply_error(
+                frame.id, fr.INVALID_PARAMS, f'{method} needs params with a string "{key}"'
+            )
+        rules = self._prompts if method == "prompts/get" else self._resources
+        verdict = rules.decide(subject)
+        args = params.get("arguments") if method == "prompts/get" else None
+        out = self._apply(frame, subject, args, verdict)
+        if out is not None:
+            return out
+        return self._forward(frame, msg, params, method, subject, verdict.rule)
+
+    def _completion(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        params = msg.get("params")
+        ref = params.get("ref") if isinstance(params, dict) else None
+        if not isinstance(ref, dict):
+            return self._reply_error(
+                frame.id, fr.INVALID_PARAMS, 'completion/complete needs params with a "ref" object'
+            )
+        if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+            subject, verdict = ref["name"], self._prompts.decide(ref["name"])
+        elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+            subject, verdict = ref["uri"], self._resources.decide(ref["uri"])
+        else:
+            return self._reply_error(
+                frame.id,
+                fr.INVALID_PARAMS,
+                "completion/complete ref must be ref/prompt with a name or ref/resource with a uri",
+            )
+        out = self._apply(frame, subject, None, verdict)
+        if out is not None:
+            return out
+        self._pending[frame.id] = _Pending("completion/complete", self._clock())
+        return [("server", frame.raw)]
+
+    def _apply(self, frame: Frame, subject: str, args: Any, verdict: Verdict) -> list[Out] | None:
+        """Audit a decision; return the refusal to send, or None to forward the request."""
+        if isinstance(verdict, Confirm):
+            verdict = Deny(
+                verdict.rule,
+                f"{verdict.reason}: it needs a person's approval, and no "
+                "approval channel is available in this version of Portcullis",
+            )
+        refuse = isinstance(verdict, Deny) and not self.observe
+        try:
+            self._audit.write(
+                direction="c2s",
+                era=self.era,
+                method=frame.method,
+                id=frame.id,
+                **{_SUBJECT_FIELD.get(frame.method or "", "resource"): subject},
+                args=self._audit.args(args) if args is not None else None,
+                decision=verdict.decision,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                enforced=False if self.observe and isinstance(verdict, Deny) else None,
+            )
+        except AuditError as exc:
+            reason = f"the audit log cannot be written, so calls are refused: {exc}"
+            return self._refuse(frame, Deny("audit.unavailable", reason), audit=False)
+        if refuse:
+            return self._refusal(frame, verdict.reason, verdict.rule)
+        if self.observe and isinstance(verdict, Deny):
+            self._log(f"observe mode: would deny {frame.method} {subject}: {verdict.reason}")
+        return None
+
+    def _forward(
+        self,
+        frame: Frame,
+        msg: dict[str, Any],
+        params: dict[str, Any],
+        method: str,
+        subject: str,
+        rule: str,
+    ) -> list[Out]:
+        self._pending[frame.id] = _Pending(method, self._clock(), subject, rule)
+        raw = frame.raw
+        responses = params.get("inputResponses")
+        keys = self._roots_keys.get((method, subject))
+        if keys and isinstance(responses, dict):
+            # A 2026 retry: the answers to the server's roots/list come from the policy, not the
+            # client, whatever the client put there.
+            for key in keys & responses.keys():
+                responses[key] = self._roots_result()
+            raw = fr.encode(msg)
+        return [("server", raw)]
+
+    def _refuse(self, frame: Frame, verdict: Deny, *, audit: bool = True) -> list[Out]:
+        if audit:
+            try:
+                self._audit.write(
+                    direction="c2s",
+                    era=self.era,
+                    method=frame.method,
+                    id=frame.id,
+                    decision="deny",
+                    rule=verdict.rule,
+                    reason=verdict.reason,
+                )
+            except AuditError as exc:
+                self._log(f"audit log cannot be written: {exc}")
+        return self._refusal(frame, verdict.reason, verdict.rule)
+
+    def _refusal(self, frame: Frame, reason: str, rule: str) -> list[Out]:
+        if frame.method == "tools/call":
+            return [("client", fr.result_response(frame.id, self._error_result(reason, rule)))]
+        return self._reply_error(
+            frame.id, fr.DENIED, f"Portcullis refused this request: {reason}", {"rule": rule}
+        )
+
+    def _error_result(self, reason: str, rule: str) -> dict[str, Any]:
+        text = (
+            f"Portcullis refused this call: {reason}. (rule {rule}) Do not retry it "
+            "unchanged; if it is needed, ask the user to change the Portcullis policy."
+        )
+        result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+        if self.era != "legacy":
+            result["resultType"] = "complete"
+        return result
+
+    def _reply_error(self, rid: Any, code: int, message: str, data: Any = None) -> list[Out]:
+        return [("client", fr.error_response(rid, code, message, data))]
+
+    def _client_notification(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        if frame.method in self._inspect:
+            # A request method sent without an id cannot be refused with an answer, and a
+            # server may still act on it: it is not forwarded.
+            self._log(f"dropped {frame.method} sent as a notification (no id)")
+            return []
+        if frame.method == "notifications/cancelled":
+            target = _cancelled_id(msg)
+            if target is None or self._pending.pop(target, None) is None:
+                # Cancelling a request the server never saw (refused, answered, or unknown).
+                return []
+        return [("server", frame.raw)]
+
+    def _client_response(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        entry = self._remapped.pop(frame.id, None) if isinstance(frame.id, str) else None
+        if entry is None:
+            self._log(f"dropped a client response to unknown request id {frame.id!r}")
+            return []
+        server_id, _method = entry
+        self._server_ids.pop(server_id, None)
+        msg["id"] = server_id
+        return [("server", fr.encode(msg))]
+
+    # -- server → client --------------------------------------------------------------------
+
+    def from_server(self, raw: bytes) -> list[Out]:
+        """Handle one frame from the server."""
+        try:
+            frame = fr.decode_frame(raw)
+        except FrameError as exc:
+            preview = raw[:200].decode("utf-8", "replace")
+            self._log(f"upstream wrote a line that is not a JSON-RPC message ({exc}): {preview!r}")
+            return []
+        if frame.kind == "response":
+            return self._server_response(frame)
+        if frame.kind == "request":
+            return self._server_request(frame)
+        return self._server_notification(frame)
+
+    def _server_response(self, frame: Frame) -> list[Out]:
+        pending = self._pending.pop(frame.id, None)
+        if pending is None:
+            self._log(f"dropped a server response to unknown or cancelled request id {frame.id!r}")
+            return []
+        raw = frame.raw
+        listing = _LIST_FILTERS.get(pending.method)
+        if listing is not None and not frame.is_error:
+            raw = self._filter_list(frame, pending, *listing)
+        elif pending.tool is not None and not frame.is_error and b"input_required" in raw:
+            raw = self._input_required(frame, pending)
+        if pending.method == "tools/call":
+            latency = round((self._clock() - pending.t0) * 1000, 3)
+            try:
+                self._audit.write(
+                    direction="s2c",
+                    era=self.era,
+                    method="tools/call",
+                    id=frame.id,
+                    tool=pending.tool,
+                    decision="allow",
+                    rule=pending.rule,
+                    result_bytes=len(frame.raw),
+                    latency_ms=latency,
+                )
+            except AuditError as exc:
+                reason = f"the audit log cannot be written, so the result was withheld: {exc}"
+                result = self._error_result(reason, "audit.unavailable")
+                return [("client", fr.result_response(frame.id, result))]
+        return [("client", raw)]
+
+    def _rules_for(self, subject: str) -> RuleSet:
+        return {"tool": self._tools, "prompt": self._prompts}.get(subject, self._resources)
+
+    def _filter_list(
+        self, frame: Frame, pending: _Pending, key: str, field: str, subject: str
+    ) -> bytes:
+        rules = self._rules_for(subject)
+        plain = rules.rules
+        if plain.default != "deny" and not plain.deny:
+            return frame.raw  # nothing can be hidden: forward the original bytes
+        try:
+            msg = fr.loads_strict(frame.raw)
+        except StrictJSONError as exc:
+            return fr.error_response(
+                frame.id,
+                fr.DENIED,
+                f"Portcullis refused the server's {pending.method} result: {exc}",
+            )
+        result = msg.get("result")
+        items = result.get(key) if isinstance(result, dict) else None
+        if not isinstance(items, list):
+            return frame.raw
+        kept: list[Any] = []
+        hidden: dict[str, int] = {}
+        for item in items:
+            name = item.get(field) if isinstance(item, dict) else None
+            verdict = (
+                rules.decide(name)
+                if isinstance(name, str)
+                else Deny("protocol.malformed", f"a {subject} entry without a string {field}")
+            )
+            if isinstance(verdict, Deny) and not self.observe:
+                hidden[verdict.rule] = hidden.get(verdict.rule, 0) + 1
+            else:
+                kept.append(item)
+        if not hidden:
+            return frame.raw
+        assert isinstance(result, dict)
+        result[key] = kept
+        try:
+            self._audit.write(
+                direction="s2c",
+                era=self.era,
+                method=pending.method,
+                id=frame.id,
+                decision="allow",
+                rule=f"{subject}s.filter",
+                reason=f"{sum(hidden.values())} {subject} entries hidden by policy",
+                findings=hidden,
+            )
+        except AuditError as exc:
+            return fr.error_response(
+                frame.id, fr.AUDIT_FAILED, f"the audit log cannot be written: {exc}"
+            )
+        return fr.encode(msg)
+
+    def _input_required(self, frame: Frame, pending: _Pending) -> bytes:
+        """Apply ``server_requests`` to a 2026 ``input_required`` result."""
+        try:
+            msg = fr.loads_strict(frame.raw)
+        except StrictJSONError as exc:
+            return self._result_refusal(
+                frame.id,
+                pending,
+                Deny("protocol.strict-json", f"the server's result was ambiguous: {exc}"),
+            )
+        result = msg.get("result")
+        if not isinstance(result, dict) or result.get("resultType") != "input_required":
+            return frame.raw
+        requests = result.get("inputRequests")
+        if not isinstance(requests, dict):
+            return frame.raw
+        roots_keys: set[str] = set()
+        for key, request in requests.items():
+            method = request.get("method") if isinstance(request, dict) else None
+            kind = _INPUT_KINDS.get(method) if isinstance(method, str) else None
+            if kind is None:
+                continue
+            setting = getattr(self.policy.server_requests, kind)
+            if setting == "deny":
+                verdict = Deny(
+                    f"server_requests.{kind}",
+                    f"the server asked the client for {method}, which the policy for "
+                    f'server "{self.policy.name}" denies',
+                )
+                try:
+                    self._audit.write(
+                        direction="s2c",
+                        era=self.era,
+                        method=method,
+                        id=frame.id,
+                        tool=pending.tool,
+                        decision="deny",
+                        rule=verdict.rule,
+                        reason=verdict.reason,
+                    )
+                except AuditError as exc:
+                    self._log(f"audit log cannot be written: {exc}")
+                return self._result_refusal(frame.id, pending, verdict)
+            if setting == "policy":
+                roots_keys.add(str(key))
+        if roots_keys:
+            self._roots_keys[(pending.method, pending.tool or "")] = roots_keys
+        return frame.raw
+
+    def _result_refusal(self, rid: Any, pending: _Pending, verdict: Deny) -> bytes:
+        if pending.method == "tools/call":
+            return fr.result_response(rid, self._error_result(verdict.reason, verdict.rule))
+        return fr.error_response(
+            rid,
+            fr.DENIED,
+            f"Portcullis refused this request: {verdict.reason}",
+            {"rule": verdict.rule},
+        )
+
+    def _server_request(self, frame: Frame) -> list[Out]:
+        method = frame.method or ""
+        kind = _INPUT_KINDS.get(method)
+        if kind is not None:
+            setting = getattr(self.policy.server_requests, kind)
+            verdict: Verdict
+            if setting == "deny":
+                verdict = Deny(
+                    f"server_requests.{kind}",
+                    f'{method} from server "{self.policy.name}" is denied by the policy',
+                )
+            else:
+                verdict = Allow(f"server_requests.{kind}")
+            try:
+                self._audit.write(
+                    direction="s2c",
+                    era=self.era,
+                    method=method,
+                    id=frame.id,
+                    decision=verdict.decision,
+                    rule=verdict.rule,
+                    reason=verdict.reason or None,
+                )
+            except AuditError as exc:
+                verdict = Deny("audit.unavailable", f"the audit log cannot be written: {exc}")
+            if isinstance(verdict, Deny):
+                return [("server", fr.error_response(frame.id, fr.DENIED, verdict.reason))]
+            if setting == "policy":
+                return [("server", fr.result_response(frame.id, self._roots_result()))]
+        try:
+            msg = fr.loads_strict(frame.raw)
+        except StrictJSONError as exc:
+            return [
+                (
+                    "server",
+                    fr.error_response(
+                        frame.id, fr.INVALID_REQUEST, f"refused by the gateway: {exc}"
+                    ),
+                )
+            ]
+        ours = f"{RESERVED_ID_PREFIX}s-{next(self._ids)}"
+        self._remapped[ours] = (frame.id, method)
+        self._server_ids[frame.id] = ours
+        msg["id"] = ours
+        return [("client", fr.encode(msg))]
+
+    def _roots_result(self) -> dict[str, Any]:
+        return {
+            "roots": [
+                {"uri": PurePath(root).as_uri(), "name": PurePath(root).name or root}
+                for root in self.policy.roots
+            ]
+        }
+
+    def _server_notification(self, frame: Frame) -> list[Out]:
+        if frame.method == "notifications/cancelled":
+            try:
+                msg = fr.loads_strict(frame.raw)
+            except StrictJSONError:
+                return []
+            target = _cancelled_id(msg)
+            ours = self._server_ids.pop(target, None) if target is not None else None
+            if ours is None:
+                return []  # a request the gateway answered itself, or never saw
+            self._remapped.pop(ours, None)
+            msg["params"]["requestId"] = ours
+            return [("client", fr.encode(msg))]
+        return [("client", frame.raw)]
+
+    # -- the edges ------------------------------------------------------------------------
+
+    def oversize(self, side: Dest, over: Oversize) -> list[Out]:
+        """A frame over ``max_message_bytes`` arrived from ``side`` and was discarded."""
+        limit = self.policy.max_message_bytes
+        rid = fr.guess_id(over.head, over.tail)
+        origin = "client's message" if side == "client" else "server's response"
+        reason = (
+            f"the {origin} was {over.size} bytes, over max_message_bytes ({limit}) of "
+            f'server "{self.policy.name}"'
+        )
+        self._log(reason)
+        try:
+            self._audit.write(
+                direction="c2s" if side == "client" else "s2c",
+                era=self.era,
+                id=rid,
+                decision="deny",
+                rule="max_message_bytes",
+                reason=reason,
+                result_bytes=over.size if side == "server" else None,
+            )
+        except AuditError as exc:
+            self._log(f"audit log cannot be written: {exc}")
+        if side == "client":
+            return self._reply_error(rid, fr.TOO_LARGE, f"message too large: {reason}")
+        if rid is None or self._pending.pop(rid, None) is None:
+            return []
+        return self._reply_error(rid, fr.TOO_LARGE, f"result too large: {reason}")
+
+    def upstream_gone(self, status: int | None) -> list[Out]:
+        """The server exited: answer every request it still owed."""
+        how = "exited" if status is None else f"exited with status {status}"
+        out: list[Out] = [
+            (
+                "client",
+                fr.error_response(
+                    rid,
+                    fr.UPSTREAM_GONE,
+                    f'the MCP server "{self.policy.name}" {how} before answering {p.method}',
+                ),
+            )
+            for rid, p in self._pending.items()
+        ]
+        self._pending.clear()
+        return out
+
+
+def _cancelled_id(msg: dict[str, Any]) -> Any:
+    params = msg.get("params")
+    return params.get("requestId") if isinstance(params, dict) else None

@@ -1,0 +1,210 @@
+"""Turn a validated :class:`~portcullis.policy.model.PolicyFile` into a ``CompiledPolicy``.
+
+Merging is per key and whole-block: a server that sets ``tools`` (or ``server_requests``, or
+``redact``…) replaces the default's value entirely, it does not extend it, so reading one server
+entry plus ``defaults`` tells exactly what applies. A server that ends up without ``tools`` is
+refused (fail closed), as is a key whose guard this version does not have yet, by listing it in
+``unimplemented`` for ``portcullis run`` to refuse.
+
+Imported only on the slow path: it imports the pydantic models.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from portcullis._exceptions import PolicyError
+from portcullis.policy.compiled import (
+    ApprovalSettings,
+    AuditSettings,
+    CompiledPolicy,
+    Launch,
+    Rules,
+    ServerPolicy,
+    ServerRequests,
+)
+from portcullis.policy.load import DEFAULTS_NAME
+from portcullis.policy.model import (
+    GuardSettings,
+    PathsBlock,
+    PolicyFile,
+    RuleBlock,
+    ServerEntry,
+    ServerRequestsBlock,
+)
+from portcullis.policy.source import SourceMap
+
+__all__ = ["GUARD_KEYS", "compile_policy"]
+
+GUARD_KEYS = (
+    "mode",
+    "redact",
+    "injection",
+    "pin",
+    "max_message_bytes",
+    "tools",
+    "resources",
+    "prompts",
+    "server_requests",
+    "paths",
+    "sql",
+    "urls",
+    "sandbox",
+)
+# Blocks whose guard arrives in a later release: writing one at all means "enforce this".
+_LATER_BLOCKS = ("paths", "sql", "urls", "sandbox")
+
+
+def compile_policy(
+    model: PolicyFile, *, digest: str, source: str | None, lines: SourceMap | None = None
+) -> CompiledPolicy:
+    """Compile ``model``; ``lines`` lets fail-closed refusals name the offending line."""
+    _check_identities(model, source, lines)
+    servers = {
+        name: _server(name, entry, model.defaults, source, lines)
+        for name, entry in model.servers.items()
+    }
+    top = ("serve",) if "serve" in model.model_fields_set else ()
+    return CompiledPolicy(
+        digest=digest,
+        source=source,
+        defaults=_server(DEFAULTS_NAME, None, model.defaults, source, lines),
+        servers=servers,
+        audit=AuditSettings(
+            path=model.audit.path,
+            arguments=model.audit.arguments,
+            rotate_bytes=model.audit.rotate_bytes,
+        ),
+        approvals=ApprovalSettings(
+            channels=tuple(model.approvals.channels),
+            timeout_s=float(model.approvals.timeout_s),
+        ),
+        unimplemented=top,
+    )
+
+
+def _effective(
+    key: str, entry: ServerEntry | None, defaults: GuardSettings, name: str
+) -> tuple[Any, str | None]:
+    """The value of ``key`` for a server and the key path it was written at (None: built in)."""
+    if entry is not None and key in entry.model_fields_set:
+        return getattr(entry, key), f"servers.{name}.{key}"
+    if key in defaults.model_fields_set:
+        return getattr(defaults, key), f"defaults.{key}"
+    source = entry if entry is not None else defaults
+    return getattr(source, key), None
+
+
+def _server(
+    name: str,
+    entry: ServerEntry | None,
+    defaults: GuardSettings,
+    source: str | None,
+    lines: SourceMap | None,
+) -> ServerPolicy:
+    values: dict[str, Any] = {}
+    unimplemented: list[str] = []
+    for key in GUARD_KEYS:
+        value, written_at = _effective(key, entry, defaults, name)
+        values[key] = value
+        if written_at is not None and _needs_later_guard(key, value):
+            unimplemented.append(written_at)
+
+    tools: RuleBlock | None = values["tools"]
+    if tools is None:
+        if entry is not None:
+            raise PolicyError(
+                "has no `tools` block (and defaults has none): add one, e.g. "
+                "`tools: {default: deny, allow: [read_*]}`; a server without tool rules is "
+                "refused rather than allowed everything",
+                path=source,
+                line=lines.line_of(("servers", name)) if lines else None,
+                key=f"servers.{name}",
+            )
+        # `run -- CMD` with no server entry: the same allow-by-default as the built-in policy.
+        tools_rules = Rules()
+    else:
+        tools_rules = _rules(tools)
+
+    paths: PathsBlock | None = values["paths"]
+    requests: ServerRequestsBlock | None = values["server_requests"]
+    return ServerPolicy(
+        name=name,
+        mode=values["mode"],
+        tools=tools_rules,
+        resources=_rules(values["resources"]),
+        prompts=_rules(values["prompts"]),
+        server_requests=ServerRequests(**requests.model_dump()) if requests else ServerRequests(),
+        roots=tuple(_root(r) for r in paths.roots) if paths else (),
+        max_message_bytes=values["max_message_bytes"],
+        launch=_launch(entry) if entry is not None else Launch(),
+        redact=tuple(dict.fromkeys(values["redact"])),
+        injection=values["injection"],
+        pin=values["pin"],
+        unimplemented=tuple(unimplemented),
+    )
+
+
+def _needs_later_guard(key: str, value: Any) -> bool:
+    if key in _LATER_BLOCKS:
+        return value is not None
+    if key == "redact":
+        return bool(value)
+    if key == "injection":
+        return bool(value != "off")
+    if key == "pin":
+        return value is True
+    return False
+
+
+def _rules(block: RuleBlock | None) -> Rules:
+    if block is None:
+        return Rules()
+    return Rules(
+        default=block.default,
+        allow=tuple(block.allow),
+        confirm=tuple(block.confirm),
+        deny=tuple(block.deny),
+    )
+
+
+def _root(path: str) -> str:
+    # Expanded here because roots are sent to clients as file:// URIs, which cannot hold "~";
+    # the cache key includes the home directory because of this (and of _home below).
+    return os.path.normpath(os.path.expanduser(path))
+
+
+def _home(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path is not None and path.startswith("~") else path
+
+
+def _launch(entry: ServerEntry) -> Launch:
+    # env and header values stay unresolved: secrets are read only at launch (policy.refs).
+    # A leading "~" in command and cwd is expanded because no shell will see them; args are
+    # passed to the program verbatim, as an argv list is.
+    return Launch(
+        command=_home(entry.command),
+        args=tuple(entry.args),
+        cwd=_home(entry.cwd),
+        env=dict(entry.env),
+        url=entry.url,
+        headers=dict(entry.headers),
+    )
+
+
+def _check_identities(model: PolicyFile, source: str | None, lines: SourceMap | None) -> None:
+    if model.serve is None:
+        return
+    for who, identity in model.serve.identities.items():
+        for i, name in enumerate(identity.servers):
+            if any(c in name for c in "*?[") or name in model.servers:
+                continue
+            at = ("serve", "identities", who, "servers", i)
+            known = ", ".join(model.servers) or "none"
+            raise PolicyError(
+                f"{name!r} is not a server in this policy (servers: {known})",
+                path=source,
+                line=lines.line_of(at) if lines else None,
+                key=f"serve.identities.{who}.servers[{i}]",
+            )

@@ -1,0 +1,99 @@
+"""The compiled policy: what the gateway and ``portcullis check`` consume at run time.
+
+These are msgspec structs, not pydantic models, so a cached compiled policy loads in well under a
+millisecond and the hot path never imports pydantic. ``portcullis.policy.compile`` builds them
+from the validated file; defaults are already merged into every server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "ApprovalSettings",
+    "AuditSettings",
+    "CompiledPolicy",
+    "Launch",
+    "Rules",
+    "ServerPolicy",
+    "ServerRequests",
+]
+
+RuleAction = Literal["allow", "deny", "confirm"]
+Mode = Literal["enforce", "observe"]
+
+
+class Rules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Allow/confirm/deny globs with a default (precedence deny > confirm > allow > default)."""
+
+    default: RuleAction = "allow"
+    allow: tuple[str, ...] = ()
+    confirm: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+class ServerRequests(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What to do with server→client requests."""
+
+    sampling: Literal["allow", "deny"] = "deny"
+    elicitation: Literal["allow", "deny"] = "allow"
+    roots: Literal["allow", "deny", "policy"] = "policy"
+
+
+class Launch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How to start or reach the upstream server; env and header values may be references."""
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    cwd: str | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    url: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One server's effective policy, with the defaults merged in."""
+
+    name: str
+    mode: Mode = "enforce"
+    tools: Rules = Rules()
+    resources: Rules = Rules()
+    prompts: Rules = Rules()
+    server_requests: ServerRequests = ServerRequests()
+    roots: tuple[str, ...] = ()
+    max_message_bytes: int = 64 * 1024 * 1024
+    launch: Launch = Launch()
+    redact: tuple[str, ...] = ("secrets",)
+    injection: Literal["flag", "sanitize", "block", "off"] = "flag"
+    pin: bool = True
+    # Key paths set in the file whose guard this version does not have: `run` refuses to start.
+    unimplemented: tuple[str, ...] = ()
+
+
+class AuditSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where and how the audit log is written."""
+
+    path: str | None = None  # None: <state dir>/audit.jsonl
+    arguments: Literal["digest", "redacted", "full"] = "digest"
+    rotate_bytes: int = 100 * 1024 * 1024
+
+
+class ApprovalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The channels that may approve a `confirm` call, in order."""
+
+    channels: tuple[str, ...] = ("console",)
+    timeout_s: float = 120.0
+
+
+class CompiledPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A whole policy file, compiled."""
+
+    digest: str  # sha256 of the file's bytes ("builtin" for the built-in default)
+    source: str | None  # the file it came from
+    defaults: ServerPolicy  # used for `run -- CMD` when the file names no server
+    servers: dict[str, ServerPolicy] = msgspec.field(default_factory=dict)
+    audit: AuditSettings = AuditSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
+    unimplemented: tuple[str, ...] = ()  # top-level keys (serve, approvals) not yet enforced

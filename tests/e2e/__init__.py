@@ -1,0 +1,1 @@
+"""End-to-end tests: the real gateway between the real SDK client and real MCP servers."""
