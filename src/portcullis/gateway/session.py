@@ -25,7 +25,7 @@ from portcullis.gateway.guards.tools import RuleSet
 from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
 from portcullis.policy.compiled import ServerPolicy
 
-__all__ = ["RESERVED_ID_PREFIX", "Auditor", "Out", "Session"]
+__all__ = ["RESERVED_ID_PREFIX", "Auditor", "Dest", "Out", "Session"]
 
 Dest = Literal["client", "server"]
 Out = tuple[Dest, bytes]
@@ -288,26 +288,36 @@ class Session:
 
     def _refuse(self, frame: Frame, verdict: Deny, *, audit: bool = True) -> list[Out]:
         if audit:
-            try:
-                self._audit.write(
-                    direction="c2s",
-                    era=self.era,
-                    method=frame.method,
-                    id=frame.id,
-                    decision="deny",
-                    rule=verdict.rule,
-                    reason=verdict.reason,
-                )
-            except AuditError as exc:
-                self._log(f"audit log cannot be written: {exc}")
+            self._audit_denial("c2s", frame.method, frame.id, verdict)
         return self._refusal(frame, verdict.reason, verdict.rule)
 
+    def _audit_denial(
+        self, direction: str, method: str | None, rid: Any, verdict: Deny, **extra: Any
+    ) -> None:
+        # The denial happens whether or not it can be recorded: refusing is already fail-closed.
+        try:
+            self._audit.write(
+                direction=direction,
+                era=self.era,
+                method=method,
+                id=rid,
+                decision="deny",
+                rule=verdict.rule,
+                reason=verdict.reason,
+                **extra,
+            )
+        except AuditError as exc:
+            self._log(f"audit log cannot be written: {exc}")
+
     def _refusal(self, frame: Frame, reason: str, rule: str) -> list[Out]:
-        if frame.method == "tools/call":
-            return [("client", fr.result_response(frame.id, self._error_result(reason, rule)))]
-        return self._reply_error(
-            frame.id, fr.DENIED, f"Portcullis refused this request: {reason}", {"rule": rule}
-        )
+        return [("client", self._refusal_bytes(frame.id, frame.method or "", reason, rule))]
+
+    def _refusal_bytes(self, rid: Any, method: str, reason: str, rule: str) -> bytes:
+        """A refusal the model can read: an isError result for tools/call, else -31900."""
+        if method == "tools/call":
+            return fr.result_response(rid, self._error_result(reason, rule))
+        message = f"Portcullis refused this request: {reason}"
+        return fr.error_response(rid, fr.DENIED, message, {"rule": rule})
 
     def _error_result(self, reason: str, rule: str) -> dict[str, Any]:
         text = (
@@ -453,11 +463,8 @@ class Session:
         try:
             msg = fr.loads_strict(frame.raw)
         except StrictJSONError as exc:
-            return self._result_refusal(
-                frame.id,
-                pending,
-                Deny("protocol.strict-json", f"the server's result was ambiguous: {exc}"),
-            )
+            reason = f"the server's result was ambiguous: {exc}"
+            return self._refusal_bytes(frame.id, pending.method, reason, "protocol.strict-json")
         result = msg.get("result")
         if not isinstance(result, dict) or result.get("resultType") != "input_required":
             return frame.raw
@@ -477,35 +484,13 @@ class Session:
                     f"the server asked the client for {method}, which the policy for "
                     f'server "{self.policy.name}" denies',
                 )
-                try:
-                    self._audit.write(
-                        direction="s2c",
-                        era=self.era,
-                        method=method,
-                        id=frame.id,
-                        tool=pending.tool,
-                        decision="deny",
-                        rule=verdict.rule,
-                        reason=verdict.reason,
-                    )
-                except AuditError as exc:
-                    self._log(f"audit log cannot be written: {exc}")
-                return self._result_refusal(frame.id, pending, verdict)
+                self._audit_denial("s2c", method, frame.id, verdict, tool=pending.tool)
+                return self._refusal_bytes(frame.id, pending.method, verdict.reason, verdict.rule)
             if setting == "policy":
                 roots_keys.add(str(key))
         if roots_keys:
             self._roots_keys[(pending.method, pending.tool or "")] = roots_keys
         return frame.raw
-
-    def _result_refusal(self, rid: Any, pending: _Pending, verdict: Deny) -> bytes:
-        if pending.method == "tools/call":
-            return fr.result_response(rid, self._error_result(verdict.reason, verdict.rule))
-        return fr.error_response(
-            rid,
-            fr.DENIED,
-            f"Portcullis refused this request: {verdict.reason}",
-            {"rule": verdict.rule},
-        )
 
     def _server_request(self, frame: Frame) -> list[Out]:
         method = frame.method or ""
@@ -588,18 +573,10 @@ class Session:
             f'server "{self.policy.name}"'
         )
         self._log(reason)
-        try:
-            self._audit.write(
-                direction="c2s" if side == "client" else "s2c",
-                era=self.era,
-                id=rid,
-                decision="deny",
-                rule="max_message_bytes",
-                reason=reason,
-                result_bytes=over.size if side == "server" else None,
-            )
-        except AuditError as exc:
-            self._log(f"audit log cannot be written: {exc}")
+        direction = "c2s" if side == "client" else "s2c"
+        size = over.size if side == "server" else None
+        verdict = Deny("max_message_bytes", reason)
+        self._audit_denial(direction, None, rid, verdict, result_bytes=size)
         if side == "client":
             return self._reply_error(rid, fr.TOO_LARGE, f"message too large: {reason}")
         if rid is None or self._pending.pop(rid, None) is None:

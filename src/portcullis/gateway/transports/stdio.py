@@ -24,7 +24,7 @@ from typing import Final
 
 from portcullis._exceptions import GatewayError
 from portcullis.gateway.frames import LineReader, Oversize
-from portcullis.gateway.session import Out, Session
+from portcullis.gateway.session import Dest, Out, Session
 
 __all__ = ["BASE_ENV", "StdioGateway", "child_env"]
 
@@ -148,7 +148,7 @@ class StdioGateway:
                 signal.signal(sig, self._on_signal)
         upstream = threading.Thread(target=self._server_loop, name="portcullis-s2c", daemon=True)
         upstream.start()
-        self._client_loop()
+        self._pump(self._client_in, "client")
         self._closing = True
         self._stop_child()
         upstream.join()
@@ -181,11 +181,13 @@ class StdioGateway:
                 with self._to_server, contextlib.suppress(OSError, ValueError):
                     _write_all(self._proc.stdin.fileno(), data)
 
-    def _client_loop(self) -> None:
+    def _pump(self, fd: int, side: Dest) -> None:
+        """Read frames from ``fd`` until end of file and relay what the session decides."""
         reader = LineReader(self.session.policy.max_message_bytes)
+        handle = self.session.from_client if side == "client" else self.session.from_server
         while True:
             try:
-                chunk = os.read(self._client_in, _CHUNK)
+                chunk = os.read(fd, _CHUNK)
             except OSError:
                 chunk = b""
             if not chunk:
@@ -193,30 +195,15 @@ class StdioGateway:
             for item in reader.feed(chunk):
                 with self._lock:
                     if isinstance(item, Oversize):
-                        outs = self.session.oversize("client", item)
+                        outs = self.session.oversize(side, item)
                     else:
-                        outs = self.session.from_client(item)
+                        outs = handle(item)
                 self._send(outs)
 
     def _server_loop(self) -> None:
         assert self._proc is not None
         assert self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        reader = LineReader(self.session.policy.max_message_bytes)
-        while True:
-            try:
-                chunk = os.read(fd, _CHUNK)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            for item in reader.feed(chunk):
-                with self._lock:
-                    if isinstance(item, Oversize):
-                        outs = self.session.oversize("server", item)
-                    else:
-                        outs = self.session.from_server(item)
-                self._send(outs)
+        self._pump(self._proc.stdout.fileno(), "server")
         try:
             status: int | None = self._proc.wait(timeout=_GRACE_S)
         except subprocess.TimeoutExpired:
