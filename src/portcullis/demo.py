@@ -165,7 +165,11 @@ def run_demo(out: TextIO = sys.stdout) -> int:
             client.send("notifications/initialized", notify=True)
             listed = client.send("tools/list") or {}
             names = [t["name"] for t in listed.get("result", {}).get("tools", [])]
-            _say(out, f"1. tools/list through the gateway shows {len(names)} tools:")
+            _say(
+                out,
+                f"1. tools/list through the gateway shows {len(names)} tools "
+                "(the policy hides the others; see the audit trail):",
+            )
             _say(out, "   " + ", ".join(names))
             ok &= "write_file" not in names and "read_text_file" in names
 
@@ -202,10 +206,12 @@ def run_demo(out: TextIO = sys.stdout) -> int:
         for line in audit.read_text().splitlines():
             rec = json.loads(line)
             what = rec.get("tool") or rec.get("method", "")
+            hidden = ", ".join(f"{k}: {v}" for k, v in rec.get("findings", {}).items())
             _say(
                 out,
                 f"   #{rec['seq']} {rec.get('direction', ''):3} {what:22} "
-                f"{rec.get('decision', ''):6} {rec.get('rule', '')}",
+                f"{rec.get('decision', ''):6} {rec.get('rule', '')}"
+                + (f"  (hidden by {hidden})" if hidden else ""),
             )
         verify = subprocess.run(
             [*gateway, "audit", "verify", "--log", str(audit)],

@@ -70,15 +70,29 @@ def register(sub: Any) -> None:
 
 def _log_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--log", metavar="F", type=Path, help="the log (default: <state dir>/audit.jsonl)"
+        "--log",
+        metavar="F",
+        type=Path,
+        help="the log (default: the policy's audit.path, else <state dir>/audit.jsonl)",
+    )
+    p.add_argument(
+        "--policy",
+        metavar="F",
+        help="the policy whose audit.path names the log (default: the policy `run` would use)",
     )
 
 
 def _log_path(args: argparse.Namespace) -> Path:
     from portcullis._exceptions import ConfigError
     from portcullis.audit import anchor_path, default_log_path, log_files
+    from portcullis.policy import load_policy
 
-    path: Path = args.log.expanduser() if args.log is not None else default_log_path()
+    if args.log is not None:
+        path: Path = args.log.expanduser()
+    else:
+        # The same log `run` writes: the policy may have moved it.
+        configured = load_policy(args.policy).audit.path
+        path = Path(configured).expanduser() if configured else default_log_path()
     if not log_files(path) and not anchor_path(path).exists():
         raise ConfigError(f"no audit log at {path}")
     return path
