@@ -216,3 +216,18 @@ def test_query_reports_skipped_lines(default_log: Path) -> None:
 def test_audit_without_subcommand_exits_2(home: Path) -> None:
     """A bare ``portcullis audit`` is a usage error."""
     assert cli().returncode == 2
+
+
+def test_verify_finds_the_log_the_policy_names(home: Path, tmp_path: Path) -> None:
+    """Without --log, verify reads the log the policy's audit.path names, as run writes it."""
+    home.mkdir(mode=0o700)
+    elsewhere = tmp_path / "logs" / "gw.jsonl"
+    elsewhere.parent.mkdir()
+    with AuditLog(elsewhere, install_key(home)) as log:
+        log.append(sample(0))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"version: 1\naudit:\n  path: {elsewhere}\n")
+    out = cli("verify", "--policy", str(policy))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("OK 1 records")
+    assert cli("verify").returncode == 2  # the state dir's default log does not exist
