@@ -71,6 +71,19 @@ def test_observe_mode_forwards_and_marks_unenforced(recorder: Recorder) -> None:
     assert recorder.records[-1]["enforced"] is False
 
 
+def test_outcome_audit_failure_refuses_the_next_call(recorder: Recorder) -> None:
+    """A failed outcome record does not lose the delivered result; the next call is refused."""
+    s = make_session(recorder)
+    s.from_client(call(1, "echo"))
+    recorder.fail = True
+    raw = msg(id=1, result={"content": []})
+    assert s.from_server(raw) == [("client", raw)]
+    s.after_send()
+    [(dest, data)] = s.from_client(call(2, "echo"))
+    assert dest == "client"
+    assert decode(data)["result"]["isError"] is True
+
+
 def test_audit_failure_refuses_calls(recorder: Recorder) -> None:
     """When the audit log cannot be written, an allowed call is refused."""
     s = make_session(recorder)
@@ -362,6 +375,8 @@ def test_tool_result_audited_with_size_and_latency(recorder: Recorder) -> None:
     s.from_client(call(1, "echo"))
     raw = msg(id=1, result={"content": []})
     assert s.from_server(raw) == [("client", raw)]
+    assert recorder.records[-1]["direction"] == "c2s"  # written once the result is sent
+    s.after_send()
     rec = recorder.records[-1]
     assert rec["direction"] == "s2c" and rec["result_bytes"] == len(raw)
     assert rec["latency_ms"] >= 0
@@ -390,3 +405,32 @@ def test_tools_call_as_notification_is_dropped() -> None:
     """A tools/call without an id is not forwarded: it could not be refused with an answer."""
     s = make_session()
     assert s.from_client(msg(method="tools/call", params={"name": "delete_file"})) == []
+
+
+def test_guard_crash_is_a_refusal(recorder: Recorder, monkeypatch) -> None:
+    """An exception inside a guard refuses the call with rule internal-error instead of forwarding it."""
+    s = make_session(recorder)
+
+    class Broken:
+        def decide(self, name: str) -> None:
+            raise RuntimeError("bug")
+
+    monkeypatch.setattr(s, "_tools", Broken())
+    [(dest, data)] = s.from_client(call(1, "echo"))
+    assert dest == "client"
+    assert "internal error" in decode(data)["result"]["content"][0]["text"]
+    assert recorder.records[-1]["rule"] == "internal-error"
+
+
+def test_result_guard_crash_withholds_the_result(monkeypatch) -> None:
+    """An exception while inspecting a result answers the client with a refusal, not the result."""
+    s = make_session()
+    s.from_client(msg(id=1, method="tools/list"))
+
+    def boom(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(s, "_filter_list", boom)
+    [(dest, data)] = s.from_server(msg(id=1, result={"tools": [{"name": "rm_delete"}]}))
+    assert dest == "client"
+    assert decode(data)["error"]["data"]["rule"] == "internal-error"

@@ -112,6 +112,7 @@ class Session:
         self._server_ids: dict[Any, str] = {}  # server's id -> our id
         self._ids = count(1)
         self._roots_keys: dict[tuple[str, str], set[str]] = {}
+        self._outcomes: list[dict[str, Any]] = []
         self._inspect: dict[str, Callable[[Frame, dict[str, Any]], list[Out]]] = {
             "initialize": self._initialize,
             "tools/call": self._tools_call,
@@ -125,7 +126,40 @@ class Session:
     # -- client → server --------------------------------------------------------------------
 
     def from_client(self, raw: bytes) -> list[Out]:
-        """Handle one frame from the client."""
+        """Handle one frame from the client; a bug in a guard refuses the message (fail closed)."""
+        try:
+            return self._from_client(raw)
+        except Exception as exc:  # any guard failure must become a refusal
+            return self._internal_error("client", raw, exc)
+
+    def from_server(self, raw: bytes) -> list[Out]:
+        """Handle one frame from the server; a bug in a guard withholds the message."""
+        try:
+            return self._from_server(raw)
+        except Exception as exc:  # any guard failure must become a refusal
+            return self._internal_error("server", raw, exc)
+
+    def _internal_error(self, side: Dest, raw: bytes, exc: Exception) -> list[Out]:
+        reason = f"internal error in the gateway ({type(exc).__name__}: {exc})"
+        self._log(f"{reason} while handling a {side} message; it was not forwarded")
+        try:
+            frame = fr.decode_frame(raw)
+        except FrameError:
+            return []
+        verdict = Deny("internal-error", reason)
+        if side == "client" and frame.kind == "request":
+            return self._refuse(frame, verdict)
+        if side == "server" and frame.kind == "response":
+            pending = self._pending.pop(frame.id, None)
+            if pending is not None:
+                self._audit_denial("s2c", pending.method, frame.id, verdict)
+                data = self._refusal_bytes(frame.id, pending.method, reason, verdict.rule)
+                return [("client", data)]
+        if side == "server" and frame.kind == "request":
+            return [("server", fr.error_response(frame.id, fr.INTERNAL_ERROR, reason))]
+        return []
+
+    def _from_client(self, raw: bytes) -> list[Out]:
         try:
             frame = fr.decode_frame(raw)
         except FrameError as exc:
@@ -357,8 +391,7 @@ class Session:
 
     # -- server → client --------------------------------------------------------------------
 
-    def from_server(self, raw: bytes) -> list[Out]:
-        """Handle one frame from the server."""
+    def _from_server(self, raw: bytes) -> list[Out]:
         try:
             frame = fr.decode_frame(raw)
         except FrameError as exc:
@@ -372,7 +405,7 @@ class Session:
         return self._server_notification(frame)
 
     def _server_response(self, frame: Frame) -> list[Out]:
-        pending = self._pending.pop(frame.id, None)
+        pending = self._pending.get(frame.id)
         if pending is None:
             self._log(f"dropped a server response to unknown or cancelled request id {frame.id!r}")
             return []
@@ -382,25 +415,35 @@ class Session:
             raw = self._filter_list(frame, pending, *listing)
         elif pending.tool is not None and not frame.is_error and b"input_required" in raw:
             raw = self._input_required(frame, pending)
+        # Only now: if a guard above failed, the request is still pending and gets a refusal.
+        del self._pending[frame.id]
         if pending.method == "tools/call":
-            latency = round((self._clock() - pending.t0) * 1000, 3)
-            try:
-                self._audit.write(
-                    direction="s2c",
-                    era=self.era,
-                    method="tools/call",
-                    id=frame.id,
-                    tool=pending.tool,
-                    decision="allow",
-                    rule=pending.rule,
-                    result_bytes=len(frame.raw),
-                    latency_ms=latency,
-                )
-            except AuditError as exc:
-                reason = f"the audit log cannot be written, so the result was withheld: {exc}"
-                result = self._error_result(reason, "audit.unavailable")
-                return [("client", fr.result_response(frame.id, result))]
+            # The outcome record is written after the result has gone to the client (see
+            # after_send): it is off the call's round trip. The decision record, written before
+            # the call was forwarded, is what makes a failing audit log refuse calls.
+            self._outcomes.append(
+                {
+                    "direction": "s2c",
+                    "era": self.era,
+                    "method": "tools/call",
+                    "id": frame.id,
+                    "tool": pending.tool,
+                    "decision": "allow",
+                    "rule": pending.rule,
+                    "result_bytes": len(frame.raw),
+                    "latency_ms": round((self._clock() - pending.t0) * 1000, 3),
+                }
+            )
         return [("client", raw)]
+
+    def after_send(self) -> None:
+        """Write the outcome records of results just delivered; call after sending them."""
+        while self._outcomes:
+            record = self._outcomes.pop(0)
+            try:
+                self._audit.write(**record)
+            except AuditError as exc:
+                self._log(f"audit log cannot be written ({exc}); further calls will be refused")
 
     def _rules_for(self, subject: str) -> RuleSet:
         return {"tool": self._tools, "prompt": self._prompts}.get(subject, self._resources)

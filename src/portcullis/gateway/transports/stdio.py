@@ -199,6 +199,9 @@ class StdioGateway:
                     else:
                         outs = handle(item)
                 self._send(outs)
+                if side == "server":
+                    with self._lock:
+                        self.session.after_send()
 
     def _server_loop(self) -> None:
         assert self._proc is not None
