@@ -25,6 +25,10 @@ class Recorder:
 
 
 def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
+    # The relay's own behaviour; redaction, injection and pinning have tests of their own.
+    policy.setdefault("redact", ())
+    policy.setdefault("injection", "off")
+    policy.setdefault("pin", False)
     policy.setdefault(
         "tools",
         Rules(default="deny", allow=("echo", "get-*"), confirm=("write_*",), deny=("*delete*",)),

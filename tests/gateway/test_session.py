@@ -430,7 +430,7 @@ def test_result_guard_crash_withholds_the_result(monkeypatch) -> None:
     def boom(*args: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(s, "_filter_list", boom)
+    monkeypatch.setattr(s, "_filter_items", boom)
     [(dest, data)] = s.from_server(msg(id=1, result={"tools": [{"name": "rm_delete"}]}))
     assert dest == "client"
     assert decode(data)["error"]["data"]["rule"] == "internal-error"

@@ -110,8 +110,21 @@ def _run(args: argparse.Namespace) -> int:
             "audited but NOT enforced; every call is forwarded",
             file=sys.stderr,
         )
-    session = Session(server, auditor)
+    pins = None
+    if server.pin:
+        from portcullis.gateway.guards.pinning import PinGuard
+        from portcullis.pins import PinStore, launch_id
+
+        identity = launch_id(server.name, command[0], command[1:], env=launch.env.keys())
+        pins = PinGuard(PinStore(), server.name, identity, log=_warn)
+    session = Session(server, auditor, pins=pins)
     try:
         return StdioGateway(session, command, env=env, cwd=launch.cwd).run()
     finally:
         log.close()
+
+
+def _warn(text: str) -> None:
+    import sys
+
+    print(f"portcullis: {text}", file=sys.stderr)

@@ -21,7 +21,10 @@ import msgspec
 from portcullis._exceptions import AuditError
 from portcullis.gateway import frames as fr
 from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONError
+from portcullis.gateway.guards.content import ContentGuard
+from portcullis.gateway.guards.pinning import PinGuard
 from portcullis.gateway.guards.tools import RuleSet
+from portcullis.gateway.pinned import Held, PinnedCalls
 from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
 from portcullis.policy.compiled import ServerPolicy
 
@@ -43,7 +46,26 @@ _LIST_FILTERS: Final = {
 }
 # The audit field that names what a request is about (``tool`` is in the contract; the others
 # extend beside it).
-_SUBJECT_FIELD: Final = {"tools/call": "tool", "prompts/get": "prompt"}
+_SUBJECT_FIELD: Final = {
+    "tools/call": "tool",
+    "prompts/get": "prompt",
+    "tools": "tool",
+    "prompts": "prompt",
+}
+_HELLO: Final = ("initialize", "server/discover")
+_PIN_KINDS: Final = {
+    "tools": "tools",
+    "prompts": "prompts",
+    "resources": "resources",
+    "resourceTemplates": "resourceTemplates",
+}
+_LIST_CHANGED: Final = {
+    "notifications/tools/list_changed": ("tools",),
+    "notifications/prompts/list_changed": ("prompts",),
+    "notifications/resources/list_changed": ("resources", "resourceTemplates"),
+}
+# Messages up to this size are decoded strictly (duplicate keys refused); larger ones fast.
+_STRICT_DECODE_LIMIT: Final = 1 << 20
 _INPUT_KINDS: Final = {
     "sampling/createMessage": "sampling",
     "elicitation/create": "elicitation",
@@ -85,9 +107,10 @@ class _Pending(msgspec.Struct):
     t0: float
     tool: str | None = None
     rule: str | None = None
+    cursor: bool = False  # a list request for a later page
 
 
-class Session:
+class Session(PinnedCalls):
     """Relay state and policy decisions for one client and one upstream server."""
 
     def __init__(
@@ -97,6 +120,7 @@ class Session:
         *,
         clock: Callable[[], float] = time.perf_counter,
         log: Callable[[str], None] | None = None,
+        pins: PinGuard | None = None,
     ) -> None:
         self.policy = policy
         self.era: Era = "legacy"
@@ -113,6 +137,11 @@ class Session:
         self._ids = count(1)
         self._roots_keys: dict[tuple[str, str], set[str]] = {}
         self._outcomes: list[dict[str, Any]] = []
+        self._output_schemas: dict[str, bool] = {}  # tool -> declares an outputSchema
+        self._content = ContentGuard(policy.redact, policy.injection)
+        self._pins = pins
+        self._held: dict[Any, Held] = {}  # client id -> call waiting for the gateway's listing
+        self._own: dict[str, str | None] = {}  # our tools/list id -> the cursor it asked for
         self._inspect: dict[str, Callable[[Frame, dict[str, Any]], list[Out]]] = {
             "initialize": self._initialize,
             "tools/call": self._tools_call,
@@ -189,7 +218,7 @@ class Session:
                 fr.INVALID_REQUEST,
                 f'request ids starting with "{RESERVED_ID_PREFIX}" are reserved for the gateway',
             )
-        if rid in self._pending:
+        if rid in self._pending or rid in self._held:
             return self._reply_error(
                 rid, fr.INVALID_REQUEST, f"request id {rid!r} is already in flight"
             )
@@ -197,7 +226,8 @@ class Session:
         method = frame.method or ""
         handler = self._inspect.get(method)
         if handler is None:
-            self._pending[rid] = _Pending(method, self._clock())
+            cursor = method in _LIST_FILTERS and b'"cursor"' in frame.raw
+            self._pending[rid] = _Pending(method, self._clock(), cursor=cursor)
             return [("server", frame.raw)]
         return handler(frame, msg)
 
@@ -221,9 +251,20 @@ class Session:
             return self._reply_error(
                 frame.id, fr.INVALID_PARAMS, 'tools/call needs params with a string "name"'
             )
-        args = params.get("arguments")
         verdict = self._tools.decide(name)
-        out = self._apply(frame, name, args, verdict)
+        if self._pins is not None and not isinstance(verdict, Deny):
+            state, reason = self._pins.status("tools", name)
+            if state == "withheld":
+                verdict = Deny("pin.withheld", reason)
+            elif state == "unknown":
+                # Not listed in this session: list the server before deciding.
+                return self._hold(Held(frame, msg, params, name))
+        return self._decide_call(frame, msg, params, name, verdict)
+
+    def _decide_call(
+        self, frame: Frame, msg: dict[str, Any], params: dict[str, Any], name: str, verdict: Verdict
+    ) -> list[Out]:
+        out = self._apply(frame, name, params.get("arguments"), verdict)
         if out is not None:
             return out
         return self._forward(frame, msg, params, "tools/call", name, verdict.rule)
@@ -374,6 +415,8 @@ class Session:
             return []
         if frame.method == "notifications/cancelled":
             target = _cancelled_id(msg)
+            if self._held.pop(target, None) is not None:
+                return []  # held by the gateway: the server never saw it
             if target is None or self._pending.pop(target, None) is None:
                 # Cancelling a request the server never saw (refused, answered, or unknown).
                 return []
@@ -405,36 +448,88 @@ class Session:
         return self._server_notification(frame)
 
     def _server_response(self, frame: Frame) -> list[Out]:
+        if frame.id in self._own:
+            return self._own_listed(frame)
         pending = self._pending.get(frame.id)
         if pending is None:
             self._log(f"dropped a server response to unknown or cancelled request id {frame.id!r}")
             return []
+        listing = None if frame.is_error else _LIST_FILTERS.get(pending.method)
+        if listing is not None and not self._can_hide(listing[2]):
+            listing = None
+        mrtr = pending.tool is not None and not frame.is_error and b"input_required" in frame.raw
+        hello = self._pins is not None and pending.method in _HELLO and not frame.is_error
         raw = frame.raw
-        listing = _LIST_FILTERS.get(pending.method)
-        if listing is not None and not frame.is_error:
-            raw = self._filter_list(frame, pending, *listing)
-        elif pending.tool is not None and not frame.is_error and b"input_required" in raw:
-            raw = self._input_required(frame, pending)
+        found: dict[str, int] = {}
+        decision = "allow"
+        if listing is not None or mrtr or hello or self._content.active:
+            try:
+                msg, changed = self._decode_s2c(frame.raw)
+            except StrictJSONError as exc:
+                reason = f"the server's answer was refused because it is ambiguous: {exc}"
+                raw = self._refusal_bytes(frame.id, pending.method, reason, "protocol.strict-json")
+            else:
+                refusal: Deny | None = None
+                if listing is not None:
+                    changed |= self._filter_items(msg, frame.id, pending, *listing)
+                if mrtr:
+                    refusal = self._input_required(msg, frame.id, pending)
+                if hello:
+                    changed |= self._check_server_pin(msg)
+                if refusal is None and self._content.active:
+                    outcome = self._content.message(
+                        msg, pending.method, structured_schema=self._may_have_schema(pending)
+                    )
+                    changed |= outcome.changed
+                    found = {**outcome.redactions, **outcome.flags}
+                    decision = "redact" if outcome.redactions else "flag" if found else decision
+                    if outcome.refusal is not None:
+                        refusal = Deny(*outcome.refusal)
+                if refusal is not None:
+                    decision = "deny"
+                    raw = self._refusal_bytes(
+                        frame.id, pending.method, refusal.reason, refusal.rule
+                    )
+                elif changed:
+                    raw = fr.encode(msg)
         # Only now: if a guard above failed, the request is still pending and gets a refusal.
         del self._pending[frame.id]
-        if pending.method == "tools/call":
-            # The outcome record is written after the result has gone to the client (see
+        if pending.method == "tools/call" or found:
+            # The outcome record is written after the answer has gone to the client (see
             # after_send): it is off the call's round trip. The decision record, written before
             # the call was forwarded, is what makes a failing audit log refuse calls.
             self._outcomes.append(
                 {
                     "direction": "s2c",
                     "era": self.era,
-                    "method": "tools/call",
+                    "method": pending.method,
                     "id": frame.id,
-                    "tool": pending.tool,
-                    "decision": "allow",
+                    "tool": pending.tool if pending.method == "tools/call" else None,
+                    "decision": decision,
                     "rule": pending.rule,
+                    "findings": found or None,
                     "result_bytes": len(frame.raw),
                     "latency_ms": round((self._clock() - pending.t0) * 1000, 3),
                 }
             )
         return [("client", raw)]
+
+    def _decode_s2c(self, raw: bytes) -> tuple[dict[str, Any], bool]:
+        """Decode a server message for inspection; the flag says it must be re-encoded."""
+        if len(raw) <= _STRICT_DECODE_LIMIT:
+            msg = fr.loads_strict(raw)
+            changed = False
+        else:
+            # Large: the fast decoder (a duplicate key: the last one wins), and the message is
+            # always re-encoded, so the client receives exactly what was checked.
+            msg = fr.loads_fast(raw)
+            changed = True
+        if not isinstance(msg, dict):
+            raise StrictJSONError("not a JSON object")
+        return msg, changed
+
+    def _may_have_schema(self, pending: _Pending) -> bool:
+        return pending.tool is None or self._output_schemas.get(pending.tool, True)
 
     def after_send(self) -> None:
         """Write the outcome records of results just delivered; call after sending them."""
@@ -448,25 +543,19 @@ class Session:
     def _rules_for(self, subject: str) -> RuleSet:
         return {"tool": self._tools, "prompt": self._prompts}.get(subject, self._resources)
 
-    def _filter_list(
-        self, frame: Frame, pending: _Pending, key: str, field: str, subject: str
-    ) -> bytes:
-        rules = self._rules_for(subject)
-        plain = rules.rules
-        if plain.default != "deny" and not plain.deny:
-            return frame.raw  # nothing can be hidden: forward the original bytes
-        try:
-            msg = fr.loads_strict(frame.raw)
-        except StrictJSONError as exc:
-            return fr.error_response(
-                frame.id,
-                fr.DENIED,
-                f"Portcullis refused the server's {pending.method} result: {exc}",
-            )
+    def _can_hide(self, subject: str) -> bool:
+        rules = self._rules_for(subject).rules
+        return rules.default == "deny" or bool(rules.deny) or subject == "tool"
+
+    def _filter_items(
+        self, msg: dict[str, Any], rid: Any, pending: _Pending, key: str, field: str, subject: str
+    ) -> bool:
+        """Hide the entries of a list result that the policy refuses; True when any was."""
         result = msg.get("result")
         items = result.get(key) if isinstance(result, dict) else None
         if not isinstance(items, list):
-            return frame.raw
+            return False
+        rules = self._rules_for(subject)
         kept: list[Any] = []
         hidden: dict[str, int] = {}
         for item in items:
@@ -478,10 +567,20 @@ class Session:
             )
             if isinstance(verdict, Deny) and not self.observe:
                 hidden[verdict.rule] = hidden.get(verdict.rule, 0) + 1
-            else:
-                kept.append(item)
+                continue
+            if subject == "tool" and isinstance(name, str):
+                self._output_schemas[name] = "outputSchema" in item
+            kept.append(item)
+        if self._pins is not None:
+            following = result.get("nextCursor") if isinstance(result, dict) else None
+            before = len(kept)
+            kept = self._check_pins(
+                _PIN_KINDS[key], kept, paged=pending.cursor or bool(following), last=not following
+            )
+            if len(kept) != before:
+                hidden["pin.withheld"] = before - len(kept)
         if not hidden:
-            return frame.raw
+            return False
         assert isinstance(result, dict)
         result[key] = kept
         try:
@@ -489,31 +588,24 @@ class Session:
                 direction="s2c",
                 era=self.era,
                 method=pending.method,
-                id=frame.id,
+                id=rid,
                 decision="allow",
                 rule=f"{subject}s.filter",
                 reason=f"{sum(hidden.values())} {subject} entries hidden by policy",
                 findings=hidden,
             )
         except AuditError as exc:
-            return fr.error_response(
-                frame.id, fr.AUDIT_FAILED, f"the audit log cannot be written: {exc}"
-            )
-        return fr.encode(msg)
+            raise AuditError(f"the audit log cannot be written: {exc}") from exc
+        return True
 
-    def _input_required(self, frame: Frame, pending: _Pending) -> bytes:
+    def _input_required(self, msg: dict[str, Any], rid: Any, pending: _Pending) -> Deny | None:
         """Apply ``server_requests`` to a 2026 ``input_required`` result."""
-        try:
-            msg = fr.loads_strict(frame.raw)
-        except StrictJSONError as exc:
-            reason = f"the server's result was ambiguous: {exc}"
-            return self._refusal_bytes(frame.id, pending.method, reason, "protocol.strict-json")
         result = msg.get("result")
         if not isinstance(result, dict) or result.get("resultType") != "input_required":
-            return frame.raw
+            return None
         requests = result.get("inputRequests")
         if not isinstance(requests, dict):
-            return frame.raw
+            return None
         roots_keys: set[str] = set()
         for key, request in requests.items():
             method = request.get("method") if isinstance(request, dict) else None
@@ -527,13 +619,13 @@ class Session:
                     f"the server asked the client for {method}, which the policy for "
                     f'server "{self.policy.name}" denies',
                 )
-                self._audit_denial("s2c", method, frame.id, verdict, tool=pending.tool)
-                return self._refusal_bytes(frame.id, pending.method, verdict.reason, verdict.rule)
+                self._audit_denial("s2c", method, rid, verdict, tool=pending.tool)
+                return verdict
             if setting == "policy":
                 roots_keys.add(str(key))
         if roots_keys:
             self._roots_keys[(pending.method, pending.tool or "")] = roots_keys
-        return frame.raw
+        return None
 
     def _server_request(self, frame: Frame) -> list[Out]:
         method = frame.method or ""
@@ -575,11 +667,31 @@ class Session:
                     ),
                 )
             ]
+        # The prompts of sampling and elicitation requests are server data like any other.
+        self._check_content(msg, method)
         ours = f"{RESERVED_ID_PREFIX}s-{next(self._ids)}"
         self._remapped[ours] = (frame.id, method)
         self._server_ids[frame.id] = ours
         msg["id"] = ours
         return [("client", fr.encode(msg))]
+
+    def _check_content(self, msg: dict[str, Any], method: str | None) -> bool:
+        """Redact and check a server request or notification in place; True when changed."""
+        if not self._content.active:
+            return False
+        outcome = self._content.message(msg, method)
+        found = {**outcome.redactions, **outcome.flags}
+        if found:
+            self._outcomes.append(
+                {
+                    "direction": "s2c",
+                    "era": self.era,
+                    "method": method,
+                    "decision": "redact" if outcome.redactions else "flag",
+                    "findings": found,
+                }
+            )
+        return outcome.changed
 
     def _roots_result(self) -> dict[str, Any]:
         return {
@@ -590,6 +702,12 @@ class Session:
         }
 
     def _server_notification(self, frame: Frame) -> list[Out]:
+        stale = _LIST_CHANGED.get(frame.method or "")
+        if stale is not None and self._pins is not None:
+            # Verified definitions are checked again: by the client's next listing, or by the
+            # gateway's own before the next call.
+            for kind in stale:
+                self._pins.invalidate(kind)
         if frame.method == "notifications/cancelled":
             try:
                 msg = fr.loads_strict(frame.raw)
@@ -601,6 +719,15 @@ class Session:
                 return []  # a request the gateway answered itself, or never saw
             self._remapped.pop(ours, None)
             msg["params"]["requestId"] = ours
+            return [("client", fr.encode(msg))]
+        if not self._content.active:
+            return [("client", frame.raw)]
+        try:
+            msg, changed = self._decode_s2c(frame.raw)
+        except StrictJSONError as exc:
+            self._log(f"dropped an ambiguous server notification: {exc}")
+            return []
+        if self._check_content(msg, frame.method) or changed:
             return [("client", fr.encode(msg))]
         return [("client", frame.raw)]
 
@@ -638,9 +765,13 @@ class Session:
                     f'the MCP server "{self.policy.name}" {how} before answering {p.method}',
                 ),
             )
-            for rid, p in self._pending.items()
+            for rid, p in [
+                *self._pending.items(),
+                *((rid, _Pending("tools/call", 0.0)) for rid in self._held),
+            ]
         ]
         self._pending.clear()
+        self._held.clear()
         return out
 
 

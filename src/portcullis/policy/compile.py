@@ -147,15 +147,7 @@ def _server(
 
 
 def _needs_later_guard(key: str, value: Any) -> bool:
-    if key in _LATER_BLOCKS:
-        return value is not None
-    if key == "redact":
-        return bool(value)
-    if key == "injection":
-        return bool(value != "off")
-    if key == "pin":
-        return value is True
-    return False
+    return key in _LATER_BLOCKS and value is not None
 
 
 def _rules(block: RuleBlock | None) -> Rules:
