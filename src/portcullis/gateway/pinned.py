@@ -113,7 +113,7 @@ class PinnedCalls:
 
     def _release(self, failure: str | None) -> list[Any]:
         held, self._held = self._held, {}
-        out: list[Out] = []
+        out: list[Any] = []
         for call in held.values():
             state, reason = (
                 ("unknown", "") if self._pins is None else self._pins.status("tools", call.name)
