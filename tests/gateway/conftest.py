@@ -33,6 +33,7 @@ def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
         "tools",
         Rules(default="deny", allow=("echo", "get-*"), confirm=("write_*",), deny=("*delete*",)),
     )
+    pins = policy.pop("pins", None)
     server = ServerPolicy(name="demo", **policy)
     auditor = Auditor(
         recorder if recorder is not None else Recorder(),
@@ -40,7 +41,7 @@ def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
         arguments="digest",
         base={"policy": "p", "session": "s", "principal": "u", "server": "demo"},
     )
-    return Session(server, auditor, log=lambda text: None)
+    return Session(server, auditor, log=lambda text: None, pins=pins)
 
 
 def msg(**fields: Any) -> bytes:
