@@ -99,7 +99,7 @@ def test_list_changed_makes_the_next_call_list_again(store: PinStore) -> None:
     assert s.from_client(msg(id=2, method="tools/call", params={"name": "echo"}))[0][0] == "server"
     s.from_server(msg(id=2, result={"content": []}))
     s.from_server(msg(method="notifications/tools/list_changed"))
-    [(dest, own)] = s.from_client(msg(id=3, method="tools/call", params={"name": "echo"}))
+    [(_, own)] = s.from_client(msg(id=3, method="tools/call", params={"name": "echo"}))
     assert decode(own)["method"] == "tools/list"
 
 
@@ -124,4 +124,5 @@ def test_upstream_gone_answers_held_calls(store: PinStore) -> None:
     s = pinned_session(store)
     s.from_client(msg(id=7, method="tools/call", params={"name": "echo"}))
     [(dest, data)] = s.upstream_gone(1)
+    assert dest == "client"
     assert decode(data)["id"] == 7
