@@ -237,9 +237,6 @@ async def test_roots_deny_2026(gw: Gateway) -> None:
         ("sql", "sql: {arguments: [query]}"),
         ("urls", "urls: {arguments: [url]}"),
         ("sandbox", "sandbox: {required: true}"),
-        ("redact", "redact: [secrets]"),
-        ("injection", "injection: flag"),
-        ("pin", "pin: true"),
     ],
 )
 def test_unenforced_keys_refuse_to_start(gw: Gateway, key: str, setting: str) -> None:

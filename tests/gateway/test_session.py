@@ -434,3 +434,14 @@ def test_result_guard_crash_withholds_the_result(monkeypatch) -> None:
     [(dest, data)] = s.from_server(msg(id=1, result={"tools": [{"name": "rm_delete"}]}))
     assert dest == "client"
     assert decode(data)["error"]["data"]["rule"] == "internal-error"
+
+
+def test_redacted_audit_arguments_mask_secrets() -> None:
+    """audit.arguments: redacted keeps the arguments with their secrets replaced by markers."""
+    from portcullis.gateway.session import Auditor
+
+    auditor = Auditor(None, lambda v: "digest", arguments="redacted", base={})
+    key = "AKIA" + "Q3EGRTV7LZ5MX2PB"
+    kept = auditor.args({"path": "/srv/a", "token": key})
+    assert kept["path"] == "/srv/a"
+    assert key not in str(kept)

@@ -37,7 +37,6 @@ def test_validate_ok(tmp_path):
     assert result.stdout == f"ok: {DESIGN_EXAMPLE} (3 servers)\n"
     assert (
         "not enforced by this version, `portcullis run` will refuse to start: "
-        "defaults.redact, defaults.injection, defaults.pin, servers.files.pin, "
         "servers.files.paths, servers.db.sql, servers.web.urls, servers.web.sandbox, "
         "serve\n"
     ) in result.stderr

@@ -57,26 +57,12 @@ def test_design_example_compiles_rules_and_launch():
 def test_design_example_lists_its_unimplemented_keys():
     """Keys written in the example whose guard comes later are listed per server and overall."""
     policy = load(DESIGN_EXAMPLE)
-    inherited = ("defaults.redact", "defaults.injection")
-    assert policy.servers["files"].unimplemented == (
-        *inherited,
-        "servers.files.pin",
-        "servers.files.paths",
-    )
-    assert policy.servers["db"].unimplemented == (*inherited, "defaults.pin", "servers.db.sql")
-    assert policy.servers["web"].unimplemented == (
-        *inherited,
-        "defaults.pin",
-        "servers.web.urls",
-        "servers.web.sandbox",
-    )
-    assert policy.defaults.unimplemented == (*inherited, "defaults.pin")
+    assert policy.servers["files"].unimplemented == ("servers.files.paths",)
+    assert policy.servers["db"].unimplemented == ("servers.db.sql",)
+    assert policy.servers["web"].unimplemented == ("servers.web.urls", "servers.web.sandbox")
+    assert policy.defaults.unimplemented == ()
     assert policy.unimplemented == ("serve",)
     assert unimplemented_keys(policy) == [
-        "defaults.redact",
-        "defaults.injection",
-        "defaults.pin",
-        "servers.files.pin",
         "servers.files.paths",
         "servers.db.sql",
         "servers.web.urls",
@@ -121,19 +107,20 @@ def test_switched_off_guards_are_not_unimplemented(write_policy):
 
 
 def test_server_override_clears_an_inherited_unimplemented_key(write_policy):
-    """A server that sets `redact: []` no longer inherits `defaults.redact` as unimplemented."""
+    """Redaction, injection handling and pinning are enforced now: none is listed."""
     policy = load(
         write_policy("""
         version: 1
-        defaults: {redact: [secrets, pii], tools: {default: allow}}
+        defaults: {redact: [secrets, pii], injection: block, pin: true, tools: {default: allow}}
         servers:
           quiet: {redact: []}
           loud: {}
     """)
     )
     assert policy.servers["quiet"].unimplemented == ()
-    assert policy.servers["loud"].unimplemented == ("defaults.redact",)
+    assert policy.servers["loud"].unimplemented == ()
     assert policy.servers["loud"].redact == ("secrets", "pii")
+    assert policy.servers["quiet"].redact == ()
 
 
 def test_later_blocks_in_defaults_are_listed_on_inheriting_servers(write_policy):

@@ -86,13 +86,6 @@ def _run(args: argparse.Namespace) -> int:
     except AuditError as exc:
         raise ConfigError(f"refusing to start: the audit log cannot be written: {exc}") from exc
     arguments = policy.audit.arguments
-    if arguments == "redacted":
-        print(
-            "portcullis: audit.arguments: redacted needs the redactor of a later version; "
-            "writing keyed digests of arguments instead",
-            file=sys.stderr,
-        )
-        arguments = "digest"
     auditor = Auditor(
         log.append,
         lambda value: digest_args(key, value),

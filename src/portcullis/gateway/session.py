@@ -86,12 +86,18 @@ class Auditor:
     ) -> None:
         self._append = append
         self._digest = digest
-        self._full = arguments == "full"
+        self._arguments = arguments
         self.base = base
 
     def args(self, value: Any) -> Any:
-        """The form of the arguments the audit keeps: a keyed digest unless policy says full."""
-        return value if self._full else self._digest(value)
+        """The form of the arguments the audit keeps: ``audit.arguments`` of the policy."""
+        if self._arguments == "full":
+            return value
+        if self._arguments == "redacted":
+            from portcullis.detect.redact import redact_value
+
+            return redact_value(value, pii=True)[0]
+        return self._digest(value)
 
     def write(self, **fields: Any) -> None:
         """Append one record; raise AuditError when it cannot be written."""
