@@ -3,7 +3,8 @@
 It writes a small policy and a project folder into a temporary directory, starts the reference
 filesystem server (``@modelcontextprotocol/server-filesystem`` through ``npx``) behind
 ``portcullis run``, and talks to it as a client would: it lists the tools (some are hidden by the
-policy), reads a file (allowed), tries to write one (refused), and prints the audit trail and its
+policy), reads a file (allowed; the credential in it is redacted), tries to write one (refused),
+and prints the audit trail and its
 verification. Nothing outside the temporary directory is touched, and the audit log lives there.
 """
 
@@ -30,9 +31,9 @@ _TIMEOUT_S = 120.0  # the first run may have to fetch the server package
 _POLICY = """\
 version: 1
 defaults:
-  redact: []        # the redactor arrives in a later release; see docs/policy.md
-  injection: "off"
-  pin: false
+  redact: [secrets]   # the defaults, written out: secrets masked, injections flagged,
+  injection: flag     # tool definitions pinned (rug pulls)
+  pin: true
 servers:
   files:
     command: npx
@@ -138,7 +139,11 @@ def run_demo(out: TextIO = sys.stdout) -> int:
         root = Path(tmp)
         project = root / "project"
         project.mkdir()
-        (project / "notes.txt").write_text("Portcullis demo: this file may be read.\n")
+        # A made-up key, assembled here so that no credential-shaped literal sits in the code.
+        fake_key = "AKIA" + "Q3EGRTV7LZ5MX2PB"
+        (project / "notes.txt").write_text(
+            f"Portcullis demo: this file may be read.\naws_access_key_id = {fake_key}\n"
+        )
         state = root / "state"
         audit = state / "audit.jsonl"
         policy = root / "policy.yaml"
@@ -179,9 +184,11 @@ def run_demo(out: TextIO = sys.stdout) -> int:
                 or {}
             )
             result = read.get("result", {})
-            _say(out, f"\n2. read_text_file {path}: allowed")
-            _say(out, "   -> " + _text(result).strip())
+            _say(out, f"\n2. read_text_file {path}: allowed, and the key in it redacted")
+            for line in _text(result).strip().splitlines():
+                _say(out, "   -> " + line)
             ok &= not result.get("isError") and "may be read" in _text(result)
+            ok &= fake_key not in _text(result) and "[REDACTED:" in _text(result)
 
             write = (
                 client.send(
@@ -206,12 +213,12 @@ def run_demo(out: TextIO = sys.stdout) -> int:
         for line in audit.read_text().splitlines():
             rec = json.loads(line)
             what = rec.get("tool") or rec.get("method", "")
-            hidden = ", ".join(f"{k}: {v}" for k, v in rec.get("findings", {}).items())
+            found = ", ".join(f"{k}: {v}" for k, v in rec.get("findings", {}).items())
             _say(
                 out,
                 f"   #{rec['seq']} {rec.get('direction', ''):3} {what:22} "
                 f"{rec.get('decision', ''):6} {rec.get('rule', '')}"
-                + (f"  (hidden by {hidden})" if hidden else ""),
+                + (f"  ({found})" if found else ""),
             )
         verify = subprocess.run(
             [*gateway, "audit", "verify", "--log", str(audit)],

@@ -22,18 +22,24 @@ def test_redacts_every_payload_member() -> None:
     assert GITHUB not in repr(note)
 
 
-def test_structured_secret_turns_into_readable_error() -> None:
-    """A redacted structuredContent is withheld and the result marked isError with a note."""
+def test_structured_string_secret_keeps_the_structure() -> None:
+    """A secret string redacted to a marker string keeps structuredContent (same types)."""
     guard = ContentGuard(("secrets",), "off")
-    msg = {
-        "result": {
-            "content": [{"type": "text", "text": "ok"}],
-            "structuredContent": {"token": GITHUB},
-        }
-    }
+    msg = {"result": {"content": [], "structuredContent": {"token": GITHUB}}}
+    guard.message(msg, "tools/call")
+    assert msg["result"]["structuredContent"]["token"].startswith("[REDACTED:")
+    assert "isError" not in msg["result"]
+
+
+def test_structured_number_secret_turns_into_readable_error() -> None:
+    """A secret held as a number cannot keep its type: the structured part is withheld, isError."""
+    guard = ContentGuard(("secrets", "pii"), "off")
+    card = 4539148803436467  # Luhn-valid, not a published test number
+    msg = {"result": {"content": [], "structuredContent": {"card": card}}}
     guard.message(msg, "tools/call")
     assert "structuredContent" not in msg["result"]
     assert msg["result"]["isError"] is True
+    assert str(card) not in repr(msg)
 
 
 def test_structured_kept_when_tool_has_no_schema() -> None:

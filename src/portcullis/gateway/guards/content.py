@@ -106,12 +106,14 @@ class ContentGuard:
             and out.redactions
             and structured_schema
             and structured is not None
-            and result.get("structuredContent") != structured
+            and _types_changed(structured, result.get("structuredContent"))
         ):
-            # A redacted structuredContent may no longer match the tool's outputSchema, and an
-            # SDK rejects such a result with an error the model cannot read. The text content
+            # Redaction turned a non-string (a number holding a card or a key) into a marker
+            # string, so structuredContent no longer matches the tool's outputSchema, and SDKs
+            # reject such a result with an error the model cannot read. The text content
             # (redacted) stays; the structured part is withheld and the result marked isError,
-            # which SDKs do not validate against the schema.
+            # which SDKs do not validate against the schema. A string redacted to a marker
+            # string keeps its type and its structured part.
             del result["structuredContent"]
             result["isError"] = True
             content = result.setdefault("content", [])
@@ -194,3 +196,16 @@ def poisoned(definition: Any) -> bool:
     if not isinstance(definition, dict):
         return False
     return any(SEVERITIES.index(f.severity) >= _BLOCK_AT for _, f in scan_definition(definition))
+
+
+def _types_changed(before: Any, after: Any) -> bool:
+    """True when some value in ``after`` has a different JSON type than in ``before``."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return before.keys() != after.keys() or any(
+            _types_changed(v, after[k]) for k, v in before.items()
+        )
+    if isinstance(before, list) and isinstance(after, list):
+        return len(before) != len(after) or any(
+            _types_changed(a, b) for a, b in zip(before, after, strict=True)
+        )
+    return type(before) is not type(after)
