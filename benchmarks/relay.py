@@ -5,7 +5,8 @@
 A raw JSON-RPC client (no SDK, blocking pipes, msgspec) times sequential ``tools/call echo``
 round trips against two servers (benchmarks/trivial_server.py and the npm server-everything),
 each reached three ways: directly, through the relay alone (benchmarks/relay_only.py), and
-through ``portcullis run`` with the default policy of this version (tool rules + audit log).
+through ``portcullis run`` with the default policy (tool rules, redaction, injection
+flagging, pinning, audit log).
 All configurations run in one process, interleaved per repetition. See benchmarks/README.md.
 """
 
@@ -32,7 +33,7 @@ EVERYTHING = ROOT / "tests" / "servers" / "node_modules" / ".bin" / "mcp-server-
 
 SERVERS = ("trivial", "everything")
 MODES = ("direct", "relay", "run")
-MODE_LABEL = {"direct": "direct", "relay": "relay only", "run": "run (rules+audit)"}
+MODE_LABEL = {"direct": "direct", "relay": "relay only", "run": "run (default policy)"}
 WARMUP = 100
 BIG_SIZES = (1_000_000, 10_000_000)
 COLD_CALLS = 10
@@ -46,14 +47,13 @@ TARGET_START_MS = 150.0
 TARGET_RSS_MB = 60.0
 
 POLICY = """\
-# The benchmark's "default policy" for this version of Portcullis: tool rules plus the audit
-# log. redact/injection/pin are switched off because this version refuses to start when they
-# are asked for (their guards come later).
+# The benchmark's "default policy": tool rules, the built-in defaults written out (secret
+# redaction, injection flagging with hidden-character stripping, pinning), and the audit log.
 version: 1
 defaults:
-  redact: []
-  injection: "off"
-  pin: false
+  redact: [secrets]
+  injection: flag
+  pin: true
 servers:
   bench:
     tools:
@@ -497,8 +497,8 @@ def summarize(
             "large_calls": big_per_size,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "default_policy": "tool rules + HMAC-chained audit log (this version has no "
-            "redaction, injection or pinning guard)",
+            "default_policy": "tool rules + secret redaction + injection flagging + pinning "
+            "+ HMAC-chained audit log",
         },
         "latency": rows,
         "cold_start": cold,

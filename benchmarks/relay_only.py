@@ -20,7 +20,9 @@ def main() -> int:
         print("usage: relay_only.py -- CMD ARGS...", file=sys.stderr)
         return 2
     session = Session(
-        ServerPolicy(name="bench"), Auditor(None, lambda value: "", arguments="digest", base={})
+        # The relay alone: no rules, no redaction, no injection handling, no pinning, no audit.
+        ServerPolicy(name="bench", redact=(), injection="off", pin=False),
+        Auditor(None, lambda value: "", arguments="digest", base={}),
     )
     return StdioGateway(session, command, env=dict(os.environ)).run()
 

@@ -158,6 +158,12 @@ class Session(PinnedCalls):
             "completion/complete": self._completion,
         }
 
+    def prepare(self) -> None:
+        """Load the detectors the policy needs; safe to call from another thread, once or more."""
+        self._content.prepare()
+        if self._pins is not None:
+            from portcullis.detect.injection import scan_definition  # noqa: F401 - warm it
+
     # -- client → server --------------------------------------------------------------------
 
     def from_client(self, raw: bytes) -> list[Out]:

@@ -8,6 +8,7 @@ results and errors, server requests (the prompts of sampling and elicitation), n
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -66,23 +67,36 @@ class ContentGuard:
         self.pii = "pii" in redact
         self.injection = injection
         self.active = self.redact or injection != "off"
-        # Imported here, not at module level: only a policy that asks for them pays the
-        # start-up cost (compiled pattern databases, rule tables).
         self._redact_value: Callable[..., tuple[Any, dict[str, int]]] | None = None
         self._scan: Callable[..., list[Finding]] | None = None
         self._strip: Callable[[str], str] | None = None
         self._sanitize: Callable[[str], str] | None = None
-        if self.redact:
-            from portcullis.detect.redact import redact_value
+        self._prepared = False
+        self._lock = threading.Lock()
 
-            self._redact_value = redact_value
-        if injection != "off":
-            from portcullis.detect.injection import sanitize, scan_injection
-            from portcullis.detect.unicode import strip_hidden
+    def prepare(self) -> None:
+        """Load the detectors the policy asks for (compiled rules take tens of milliseconds).
 
-            self._scan = scan_injection
-            self._strip = strip_hidden
-            self._sanitize = sanitize
+        The gateway calls this in the background right after starting the server, so the
+        loading overlaps the server's own start-up; the first message waits for it if needed.
+        """
+        with self._lock:
+            if self._prepared:
+                return
+            if self.redact:
+                from portcullis.detect.redact import redact_value
+                from portcullis.detect.secrets import scan_secrets
+
+                scan_secrets("")  # compile (or load the cached) pattern database now
+                self._redact_value = redact_value
+            if self.injection != "off":
+                from portcullis.detect.injection import sanitize, scan_injection
+                from portcullis.detect.unicode import strip_hidden
+
+                self._scan = scan_injection
+                self._strip = strip_hidden
+                self._sanitize = sanitize
+            self._prepared = True
 
     def message(
         self, msg: dict[str, Any], method: str | None, *, structured_schema: bool = True
@@ -93,6 +107,8 @@ class ContentGuard:
         notification). ``structured_schema`` says whether the tool may declare an
         ``outputSchema`` (unknown counts as yes).
         """
+        if not self._prepared:
+            self.prepare()
         out = ContentOutcome()
         before = msg.get("result")
         structured = before.get("structuredContent") if isinstance(before, dict) else None

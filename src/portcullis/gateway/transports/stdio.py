@@ -143,6 +143,10 @@ class StdioGateway:
             self._client_out = os.dup(1)
             os.dup2(2, 1)
         self._proc = self._spawn()
+        # Detectors load while the server starts: the two start-ups overlap.
+        threading.Thread(
+            target=self.session.prepare, name="portcullis-prepare", daemon=True
+        ).start()
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             if sig is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(sig, self._on_signal)
