@@ -20,6 +20,7 @@ import msgspec
 
 from portcullis._exceptions import AuditError
 from portcullis.gateway import frames as fr
+from portcullis.gateway.auditor import Auditor
 from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONError
 from portcullis.gateway.guards.content import ContentGuard
 from portcullis.gateway.guards.pinning import PinGuard
@@ -71,41 +72,6 @@ _INPUT_KINDS: Final = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
-
-
-class Auditor:
-    """Writes the session's audit records; the chain and the file belong to the audit log."""
-
-    def __init__(
-        self,
-        append: Callable[[dict[str, Any]], object] | None,
-        digest: Callable[[Any], str],
-        *,
-        arguments: str,
-        base: dict[str, Any],
-    ) -> None:
-        self._append = append
-        self._digest = digest
-        self._arguments = arguments
-        self.base = base
-
-    def args(self, value: Any) -> Any:
-        """The form of the arguments the audit keeps: ``audit.arguments`` of the policy."""
-        if self._arguments == "full":
-            return value
-        if self._arguments == "redacted":
-            from portcullis.detect.redact import redact_value
-
-            return redact_value(value, pii=True)[0]
-        return self._digest(value)
-
-    def write(self, **fields: Any) -> None:
-        """Append one record; raise AuditError when it cannot be written."""
-        if self._append is None:
-            return
-        record = dict(self.base)
-        record.update((k, v) for k, v in fields.items() if v is not None)
-        self._append(record)
 
 
 class _Pending(msgspec.Struct):
@@ -292,6 +258,13 @@ class Session(PinnedCalls):
             )
         rules = self._prompts if method == "prompts/get" else self._resources
         verdict = rules.decide(subject)
+        if self._pins is not None and not isinstance(verdict, Deny):
+            # Prompts and resources listed with a changed definition stay refused; ones never
+            # listed (resources are often read by URI without a listing) are not held.
+            kind = "prompts" if method == "prompts/get" else "resources"
+            state, reason = self._pins.status(kind, subject)
+            if state == "withheld":
+                verdict = Deny("pin.withheld", reason)
         args = params.get("arguments") if method == "prompts/get" else None
         out = self._apply(frame, subject, args, verdict)
         if out is not None:
@@ -557,7 +530,13 @@ class Session(PinnedCalls):
 
     def _can_hide(self, subject: str) -> bool:
         rules = self._rules_for(subject).rules
-        return rules.default == "deny" or bool(rules.deny) or subject == "tool"
+        # Tool lists are always read: they say which tools declare an outputSchema.
+        return (
+            rules.default == "deny"
+            or bool(rules.deny)
+            or subject == "tool"
+            or self._pins is not None
+        )
 
     def _filter_items(
         self, msg: dict[str, Any], rid: Any, pending: _Pending, key: str, field: str, subject: str
