@@ -200,6 +200,19 @@ def test_fallback_engine_gives_same_findings(pii: bool) -> None:
     assert len(hs) >= 2 * len(SAMPLES) - 5
 
 
+def test_parallel_scan_gives_same_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large buffers scan rules and triggers on two threads; the findings do not change."""
+    gh = github_token()
+    blob = base64.b64encode(f"export GITHUB_TOKEN={gh}\n".encode()).decode()
+    corpus = _corpus() + f"\nconfig: {blob} end\n"
+    sequential = scan_secrets(corpus, engine="hyperscan")
+    assert any(
+        f.rule == "github-pat-classic" and corpus[f.start : f.end] == blob for f in sequential
+    )
+    monkeypatch.setattr(_engine.HyperscanEngine, "PARALLEL_MIN", 0)
+    assert scan_secrets(corpus, engine="hyperscan") == sequential
+
+
 def test_cache_written_private_and_reused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled database is cached 0600 and loads back; a corrupt file is recompiled."""
     import hyperscan

@@ -3,9 +3,11 @@
 hyperscan compiles every rule into one database and scans the text once; each rule that fires
 gives a candidate region, and only those regions are re-checked with the rule's own Python
 ``re`` (cheap: a few hundred bytes, literal-first patterns) to get the exact span and the
-capture group. Where hyperscan does not import (macOS arm64, Windows), google-re2 stands in:
-``re2.Set`` says which rules occur in each chunk and each such rule's own re2 pattern finds
-them. No Python ``re`` alternation ever runs over a whole payload (DESIGN §5: 0.5 MB/s).
+capture group. (Buffers of 1 MiB and more are scanned by two databases at once, the rules
+and the encoding triggers, on two threads; see ``HyperscanEngine``.) Where hyperscan does not
+import (macOS arm64, Windows), google-re2 stands in: ``re2.Set`` says which rules occur in each
+chunk and each such rule's own re2 pattern finds them. No Python ``re`` alternation ever runs
+over a whole payload (DESIGN §5: 0.5 MB/s).
 
 The compiled hyperscan database is cached in ``<state dir>/cache/`` keyed by a hash of the
 rules and the library versions, because compiling ~130 patterns takes far longer than the
@@ -21,8 +23,10 @@ import platform
 import re
 import threading
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +35,9 @@ __all__ = ["Engine", "Match", "Rule", "get_engine", "load_rules"]
 EngineName = Literal["hyperscan", "re2"]
 # (rule index, start byte, end byte) of one confirmed match's secret part.
 Match = tuple[int, int, int]
+
+# Matches sort by start, end, then rule.
+_BY_POSITION = itemgetter(1, 2, 0)
 
 _SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
@@ -161,7 +168,7 @@ class Engine:
                     s, e = m.span(rule.group)
                     if s < e:
                         matches.add((idx, s, e))
-        return sorted(matches, key=lambda t: (t[1], t[2], t[0])), triggers
+        return sorted(matches, key=_BY_POSITION), triggers
 
     @staticmethod
     def _confirm_at_starts(
@@ -195,19 +202,32 @@ class Engine:
 
 
 class HyperscanEngine(Engine):
-    """One hyperscan block-mode database over every rule and trigger."""
+    """One hyperscan block-mode database over every rule and trigger.
+
+    The base64 trigger has no literal to anchor on and costs about as much as all the rules
+    together. Large buffers are therefore scanned by two databases at once, the rules and the
+    triggers, on two threads (hyperscan releases the GIL while it scans); small buffers, the
+    usual MCP message, go through the single database, where a second thread costs more.
+    """
 
     name: EngineName = "hyperscan"
+    PARALLEL_MIN = 1 << 20
 
     def __init__(self, rules: list[Rule], variant: str) -> None:
         import hyperscan
 
         super().__init__(rules)
         self._hs = hyperscan
-        patterns = [r.pattern for r in rules] + [p for _, p in TRIGGERS]
+        self._variant = variant
+        self._patterns = [r.pattern for r in rules] + [p for _, p in TRIGGERS]
         hints = [r.som for r in rules] + [True] * len(TRIGGERS)
-        self.db, self.som = _load_or_compile(hyperscan, patterns, variant, hints)
+        self.db, self.som = _load_or_compile(hyperscan, self._patterns, variant, hints)
         self._lock = threading.Lock()
+        # (rules database, triggers database), built on the first large buffer; False when
+        # the split databases disagree with the combined one on start-of-match.
+        self._split: tuple[Any, Any] | Literal[False] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     def _exact(self, idx: int) -> bool:
         return bool(self.som[idx])
@@ -225,8 +245,47 @@ class HyperscanEngine(Engine):
 
         # A database's scratch space serves one scan at a time.
         with self._lock:
-            self.db.scan(buf, match_event_handler=on_match)
+            split = self._split_dbs() if len(buf) >= self.PARALLEL_MIN else None
+            if not split:
+                self.db.scan(buf, match_event_handler=on_match)
+                return hits
+            rules_db, trigger_db = split
+            # The worker thread fills its own dict; trigger ids follow the rules' as in self.db.
+            trigger_hits: dict[int, list[tuple[int, int]]] = {}
+            n = self.n_rules
+
+            def on_trigger(idx: int, frm: int, to: int, flags: int, ctx: Any) -> None:
+                trigger_hits.setdefault(n + idx, []).append((frm, to))
+
+            pending = self._executor().submit(trigger_db.scan, buf, match_event_handler=on_trigger)
+            try:
+                rules_db.scan(buf, match_event_handler=on_match)
+            finally:
+                pending.result()
+        hits.update(trigger_hits)
         return hits
+
+    def _split_dbs(self) -> tuple[Any, Any] | Literal[False]:
+        # Called under the lock. The combined database's start-of-match flags are the hints,
+        # so both halves report regions exactly as the combined one does.
+        if self._split is None:
+            n = self.n_rules
+            rules_db, rules_som = _load_or_compile(
+                self._hs, self._patterns[:n], f"{self._variant}-rules", self.som[:n]
+            )
+            trigger_db, trigger_som = _load_or_compile(
+                self._hs, self._patterns[n:], "triggers", self.som[n:]
+            )
+            same = rules_som + trigger_som == self.som
+            self._split = (rules_db, trigger_db) if same else False
+        return self._split
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Called under the lock. A forked child inherits the pool but not its thread: new pool.
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portcullis-hs")
+            self._pool_pid = os.getpid()
+        return self._pool
 
 
 def _cache_dir() -> Path | None:

@@ -65,6 +65,9 @@ def scan_secrets(text: str, *, pii: bool = False, engine: str | None = None) -> 
     return _resolve(raw)
 
 
+# Validators that read the bytes around the candidate, not only the candidate itself.
+_CONTEXT_VALIDATORS = frozenset({"ipv4", "ipv6"})
+
 # A raw finding before overlap resolution: (rule, start, end, secret text).
 _Raw = tuple[Rule, int, int, str]
 
@@ -78,11 +81,23 @@ def _scan(eng: Engine, text: str, depth: int) -> list[_Raw]:
         [o for _, s, e in matches for o in (s, e)] + [o for _, s, e in triggers for o in (s, e)],
     )
     out: list[_Raw] = []
+    # The same candidate recurs in generated text (`password = process.env.X` in every file);
+    # validators that look only at the secret decide once per (rule, secret).
+    seen: dict[tuple[int, str], bool] = {}
+    rules = eng.rules
     for idx, bs, be in matches:
-        rule = eng.rules[idx]
+        rule = rules[idx]
         start, end = to_char(bs), to_char(be)
         secret = text[start:end]
-        if _valid(rule, secret, buf, bs, be):
+        if rule.validator in _CONTEXT_VALIDATORS:
+            ok = _valid(rule, secret, buf, bs, be)
+        else:
+            key = (idx, secret)
+            cached = seen.get(key)
+            if cached is None:
+                cached = seen[key] = _valid(rule, secret, buf, bs, be)
+            ok = cached
+        if ok:
             out.append((rule, start, end, secret))
     if triggers and depth < _MAX_DEPTH:
         out.extend(
