@@ -100,3 +100,53 @@ def test_invalid_policy_exits_2_naming_the_line(tmp_path: Path) -> None:
     rc, out = check(bad, "--server", "files", "--tool", "x")
     assert rc == 2
     assert "bad.yaml:4" in str(out["error"])
+
+
+ARGS_POLICY = """\
+version: 1
+servers:
+  files:
+    tools: {{default: allow}}
+    paths: {{roots: [{root}]}}
+  db:
+    tools: {{default: allow}}
+    sql: {{arguments: [sql], dialect: postgres, deny_tables: [api_keys]}}
+  web:
+    tools: {{default: allow}}
+    urls: {{arguments: [url], allow_hosts: ["docs.example.com"], deny_private: false}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("server", "args", "code", "rule"),
+    [
+        ("files", '{"path": "ROOT/a.txt"}', 0, "tools.default"),
+        ("files", '{"path": "ROOT/../etc/passwd"}', 1, "paths.outside-roots"),
+        ("files", '{"path": "ROOT/.mcp.json"}', 1, "paths.protected"),
+        ("db", '{"sql": "SELECT id FROM orders"}', 0, "tools.default"),
+        ("db", '{"sql": "SELECT * FROM api_keys"}', 1, "sql.denied-table"),
+        ("db", '{"sql": "COMMIT; DROP TABLE orders"}', 1, None),
+        ("web", '{"url": "https://docs.example.com/x"}', 0, "tools.default"),
+        ("web", '{"url": "https://evil.example.net/"}', 1, "urls.host"),
+    ],
+)
+def test_argument_guards_in_check(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: str,
+    args: str,
+    code: int,
+    rule: str | None,
+) -> None:
+    """`portcullis check` applies the same argument guards as the gateway."""
+    monkeypatch.setenv("PORTCULLIS_HOME", str(tmp_path / "home"))
+    root = tmp_path / "project"
+    root.mkdir()
+    path = tmp_path / "policy.yaml"
+    path.write_text(ARGS_POLICY.format(root=root))
+    rc, out = check(
+        path, "--server", server, "--tool", "t", "--args", args.replace("ROOT", str(root))
+    )
+    assert rc == code, out
+    if rule is not None:
+        assert out["rule"] == rule

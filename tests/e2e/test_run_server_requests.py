@@ -233,10 +233,8 @@ async def test_roots_deny_2026(gw: Gateway) -> None:
 @pytest.mark.parametrize(
     ("key", "setting"),
     [
-        ("paths", "paths: {roots: [/tmp]}"),
-        ("sql", "sql: {arguments: [query]}"),
-        ("urls", "urls: {arguments: [url]}"),
         ("sandbox", "sandbox: {required: true}"),
+        ("paths", "paths: {roots: [/tmp], read_only: true}"),
     ],
 )
 def test_unenforced_keys_refuse_to_start(gw: Gateway, key: str, setting: str) -> None:

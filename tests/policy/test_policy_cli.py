@@ -37,8 +37,7 @@ def test_validate_ok(tmp_path):
     assert result.stdout == f"ok: {DESIGN_EXAMPLE} (3 servers)\n"
     assert (
         "not enforced by this version, `portcullis run` will refuse to start: "
-        "servers.files.paths, servers.db.sql, servers.web.urls, servers.web.sandbox, "
-        "serve\n"
+        "servers.web.sandbox, serve\n"
     ) in result.stderr
 
 

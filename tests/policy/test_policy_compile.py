@@ -57,18 +57,35 @@ def test_design_example_compiles_rules_and_launch():
 def test_design_example_lists_its_unimplemented_keys():
     """Keys written in the example whose guard comes later are listed per server and overall."""
     policy = load(DESIGN_EXAMPLE)
-    assert policy.servers["files"].unimplemented == ("servers.files.paths",)
-    assert policy.servers["db"].unimplemented == ("servers.db.sql",)
-    assert policy.servers["web"].unimplemented == ("servers.web.urls", "servers.web.sandbox")
-    assert policy.defaults.unimplemented == ()
+    assert policy.servers["files"].unimplemented == ()
+    assert policy.servers["db"].unimplemented == ()
+    assert policy.servers["web"].unimplemented == ("servers.web.sandbox",)
     assert policy.unimplemented == ("serve",)
-    assert unimplemented_keys(policy) == [
-        "servers.files.paths",
-        "servers.db.sql",
-        "servers.web.urls",
-        "servers.web.sandbox",
-        "serve",
-    ]
+    assert unimplemented_keys(policy) == ["servers.web.sandbox", "serve"]
+
+
+def test_design_example_argument_guards_compile():
+    """The example's paths, sql and urls blocks reach the compiled server policies."""
+    policy = load(DESIGN_EXAMPLE)
+    files, db, web = (policy.servers[n] for n in ("files", "db", "web"))
+    assert files.roots == ("/srv/project",)
+    assert files.paths.arguments == ("path", "paths", "source", "destination")
+    assert db.sql is not None
+    assert db.sql.dialect == "postgres"
+    assert "api_keys" in db.sql.deny_tables
+    assert web.urls is not None
+    assert web.urls.allow_hosts == ("*.python.org", "docs.example.com")
+
+
+def test_read_only_paths_need_the_sandbox(write_policy):
+    """paths.read_only is a sandbox bind: without the sandbox it is listed as unimplemented."""
+    policy = load(
+        write_policy(
+            "version: 1\nservers:\n  a:\n    tools: {default: allow}\n"
+            "    paths: {roots: [/srv], read_only: true}\n"
+        )
+    )
+    assert policy.servers["a"].unimplemented == ("servers.a.paths",)
 
 
 def test_design_example_audit_and_approvals():
@@ -124,20 +141,21 @@ def test_server_override_clears_an_inherited_unimplemented_key(write_policy):
 
 
 def test_later_blocks_in_defaults_are_listed_on_inheriting_servers(write_policy):
-    """A `defaults.paths` block is unimplemented for every server that inherits it."""
+    """A `defaults.sandbox` block is unimplemented for every server that inherits it."""
     policy = load(
         write_policy("""
         version: 1
         defaults:
           tools: {default: allow}
           paths: {roots: [/srv]}
+          sandbox: {required: true}
         servers:
           a: {}
-          b: {paths: {roots: [/opt]}}
+          b: {paths: {roots: [/opt]}, sandbox: {required: false}}
     """)
     )
-    assert policy.servers["a"].unimplemented == ("defaults.paths",)
-    assert policy.servers["b"].unimplemented == ("servers.b.paths",)
+    assert policy.servers["a"].unimplemented == ("defaults.sandbox",)
+    assert policy.servers["b"].unimplemented == ("servers.b.sandbox",)
     assert policy.servers["a"].roots == ("/srv",)
     assert policy.servers["b"].roots == ("/opt",)
 

@@ -34,6 +34,7 @@ def _check(args: argparse.Namespace) -> int:
     from portcullis._exceptions import ConfigError
     from portcullis.gateway.frames import StrictJSONError, loads_strict
     from portcullis.gateway.guards.tools import RuleSet
+    from portcullis.gateway.pipeline import Deny, Verdict
     from portcullis.policy.load import load_policy, select_server
 
     try:
@@ -48,7 +49,18 @@ def _check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _emit({"error": str(exc)})
         return 2
-    verdict = RuleSet(server.tools, "tool", server.name).decide(args.tool)
+    verdict: Verdict = RuleSet(server.tools, "tool", server.name).decide(args.tool)
+    if not isinstance(verdict, Deny):
+        from portcullis._state import state_dir
+        from portcullis.detect.paths import default_protected
+        from portcullis.gateway.guards.arguments import ArgumentGuard
+
+        # The same argument guards as the gateway (without a tool schema: names decide).
+        protected = default_protected(policy.source, str(state_dir(create=False)))
+        guard = ArgumentGuard(server, protected=protected, cwd=server.launch.cwd)
+        checked = guard.check_call(args.tool, call_args)
+        if isinstance(checked, Deny):
+            verdict = checked
     out: dict[str, Any] = {
         "decision": verdict.decision,
         "rule": verdict.rule,

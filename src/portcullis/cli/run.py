@@ -110,7 +110,14 @@ def _run(args: argparse.Namespace) -> int:
 
         identity = launch_id(server.name, command[0], command[1:], env=launch.env.keys())
         pins = PinGuard(PinStore(), server.name, identity, log=_warn)
-    session = Session(server, auditor, pins=pins)
+    from portcullis.detect.paths import default_protected
+    from portcullis.gateway.guards.arguments import ArgumentGuard
+
+    # The policy, the state directory and every MCP client configuration are off limits to
+    # every guarded tool, whatever the roots say.
+    protected = default_protected(policy.source, str(home))
+    guard = ArgumentGuard(server, protected=protected, cwd=launch.cwd)
+    session = Session(server, auditor, pins=pins, arguments=guard)
     try:
         return StdioGateway(session, command, env=env, cwd=launch.cwd).run()
     finally:

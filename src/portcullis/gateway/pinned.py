@@ -18,13 +18,13 @@ from portcullis.gateway.frames import Frame, StrictJSONError
 from portcullis.gateway.guards.content import poisoned
 from portcullis.gateway.guards.pinning import PinGuard
 from portcullis.gateway.guards.tools import RuleSet
+from portcullis.gateway.methods import MODERN_KEY
 from portcullis.gateway.pipeline import Deny, Verdict
 from portcullis.pins.compare import KEY_FIELDS, SERVER_KEY
 from portcullis.policy.compiled import ServerPolicy
 
 __all__ = ["Held", "PinnedCalls"]
 
-_MODERN_KEY: Final = "io.modelcontextprotocol/protocolVersion"
 _GATEWAY_IDS: Final = "portcullis-gw-"
 _SUBJECT: Final = {"tools": "tool", "prompts": "prompt"}
 
@@ -81,7 +81,7 @@ class PinnedCalls:
         if cursor is not None:
             params["cursor"] = cursor
         meta = like.get("_meta")
-        if isinstance(meta, dict) and _MODERN_KEY in meta:
+        if isinstance(meta, dict) and MODERN_KEY in meta:
             # 2026-07-28 requests carry the client's version and capabilities in every request.
             params["_meta"] = {k: v for k, v in meta.items() if k != "progressToken"}
         return fr.encode({"jsonrpc": "2.0", "id": ours, "method": "tools/list", "params": params})

@@ -22,9 +22,19 @@ from portcullis._exceptions import AuditError
 from portcullis.gateway import frames as fr
 from portcullis.gateway.auditor import Auditor
 from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONError
+from portcullis.gateway.guards.arguments import ArgumentGuard
 from portcullis.gateway.guards.content import ContentGuard
 from portcullis.gateway.guards.pinning import PinGuard
 from portcullis.gateway.guards.tools import RuleSet
+from portcullis.gateway.methods import (
+    HELLO,
+    INPUT_KINDS,
+    LIST_CHANGED,
+    LIST_FILTERS,
+    MODERN_KEY,
+    STRICT_DECODE_LIMIT,
+    SUBJECT_FIELD,
+)
 from portcullis.gateway.pinned import Held, PinnedCalls
 from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
 from portcullis.policy.compiled import ServerPolicy
@@ -38,40 +48,6 @@ Era = Literal["legacy", "2026-07-28"]
 # Ids the gateway chooses itself (remapped server requests, and its own requests) start with
 # this, so they can never be confused with an id the client chose; clients may not use it.
 RESERVED_ID_PREFIX: Final = "portcullis-"
-_MODERN_KEY: Final = "io.modelcontextprotocol/protocolVersion"
-_LIST_FILTERS: Final = {
-    "tools/list": ("tools", "name", "tool"),
-    "prompts/list": ("prompts", "name", "prompt"),
-    "resources/list": ("resources", "uri", "resource"),
-    "resources/templates/list": ("resourceTemplates", "uriTemplate", "resource"),
-}
-# The audit field that names what a request is about (``tool`` is in the contract; the others
-# extend beside it).
-_SUBJECT_FIELD: Final = {
-    "tools/call": "tool",
-    "prompts/get": "prompt",
-    "tools": "tool",
-    "prompts": "prompt",
-}
-_HELLO: Final = ("initialize", "server/discover")
-_PIN_KINDS: Final = {
-    "tools": "tools",
-    "prompts": "prompts",
-    "resources": "resources",
-    "resourceTemplates": "resourceTemplates",
-}
-_LIST_CHANGED: Final = {
-    "notifications/tools/list_changed": ("tools",),
-    "notifications/prompts/list_changed": ("prompts",),
-    "notifications/resources/list_changed": ("resources", "resourceTemplates"),
-}
-# Messages up to this size are decoded strictly (duplicate keys refused); larger ones fast.
-_STRICT_DECODE_LIMIT: Final = 1 << 20
-_INPUT_KINDS: Final = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 
 
 class _Pending(msgspec.Struct):
@@ -93,6 +69,7 @@ class Session(PinnedCalls):
         clock: Callable[[], float] = time.perf_counter,
         log: Callable[[str], None] | None = None,
         pins: PinGuard | None = None,
+        arguments: ArgumentGuard | None = None,
     ) -> None:
         self.policy = policy
         self.era: Era = "legacy"
@@ -112,6 +89,8 @@ class Session(PinnedCalls):
         self._output_schemas: dict[str, bool] = {}  # tool -> declares an outputSchema
         self._content = ContentGuard(policy.redact, policy.injection)
         self._pins = pins
+        self._arguments = arguments
+        self._input_schemas: dict[str, Any] = {}  # tool -> inputSchema, from tools/list
         self._held: dict[Any, Held] = {}  # client id -> call waiting for the gateway's listing
         self._own: dict[str, str | None] = {}  # our tools/list id -> the cursor it asked for
         self._inspect: dict[str, Callable[[Frame, dict[str, Any]], list[Out]]] = {
@@ -204,7 +183,7 @@ class Session(PinnedCalls):
         method = frame.method or ""
         handler = self._inspect.get(method)
         if handler is None:
-            cursor = method in _LIST_FILTERS and b'"cursor"' in frame.raw
+            cursor = method in LIST_FILTERS and b'"cursor"' in frame.raw
             self._pending[rid] = _Pending(method, self._clock(), cursor=cursor)
             return [("server", frame.raw)]
         return handler(frame, msg)
@@ -214,7 +193,7 @@ class Session(PinnedCalls):
         # same words inside a tool argument must not switch the era.
         params = msg.get("params") if isinstance(msg, dict) else None
         meta = params.get("_meta") if isinstance(params, dict) else None
-        if isinstance(meta, dict) and _MODERN_KEY in meta and msg.get("method") != "initialize":
+        if isinstance(meta, dict) and MODERN_KEY in meta and msg.get("method") != "initialize":
             self.era = "2026-07-28"
 
     def _initialize(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
@@ -230,6 +209,8 @@ class Session(PinnedCalls):
                 frame.id, fr.INVALID_PARAMS, 'tools/call needs params with a string "name"'
             )
         verdict = self._tools.decide(name)
+        if not isinstance(verdict, Deny):
+            verdict = self._check_arguments("tools/call", name, params) or verdict
         if self._pins is not None and not isinstance(verdict, Deny):
             state, reason = self._pins.status("tools", name)
             if state == "withheld":
@@ -258,6 +239,8 @@ class Session(PinnedCalls):
             )
         rules = self._prompts if method == "prompts/get" else self._resources
         verdict = rules.decide(subject)
+        if not isinstance(verdict, Deny):
+            verdict = self._check_arguments(method, subject, params) or verdict
         if self._pins is not None and not isinstance(verdict, Deny):
             # Prompts and resources listed with a changed definition stay refused; ones never
             # listed (resources are often read by URI without a listing) are not held.
@@ -288,11 +271,34 @@ class Session(PinnedCalls):
                 fr.INVALID_PARAMS,
                 "completion/complete ref must be ref/prompt with a name or ref/resource with a uri",
             )
+        argument = params.get("argument") if isinstance(params, dict) else None
+        if (
+            not isinstance(verdict, Deny)
+            and self._arguments is not None
+            and isinstance(argument, dict)
+        ):
+            # The value being completed is an argument like any other (a path, say).
+            named = {str(argument.get("name")): argument.get("value")}
+            checked = self._arguments.check_call(subject, named)
+            verdict = checked if isinstance(checked, Deny) else verdict
         out = self._apply(frame, subject, None, verdict)
         if out is not None:
             return out
         self._pending[frame.id] = _Pending("completion/complete", self._clock())
         return [("server", frame.raw)]
+
+    def _check_arguments(self, method: str, subject: str, params: dict[str, Any]) -> Deny | None:
+        """The argument guards' verdict on a request (paths, SQL, URLs, constraints)."""
+        if self._arguments is None:
+            return None
+        if method == "tools/call":
+            schema = self._input_schemas.get(subject)
+            verdict = self._arguments.check_call(subject, params.get("arguments"), schema)
+        elif method == "prompts/get":
+            verdict = self._arguments.check_call(subject, params.get("arguments"))
+        else:
+            verdict = self._arguments.check_uri(subject)
+        return verdict if isinstance(verdict, Deny) else None
 
     def _apply(self, frame: Frame, subject: str, args: Any, verdict: Verdict) -> list[Out] | None:
         """Audit a decision; return the refusal to send, or None to forward the request."""
@@ -309,7 +315,7 @@ class Session(PinnedCalls):
                 era=self.era,
                 method=frame.method,
                 id=frame.id,
-                **{_SUBJECT_FIELD.get(frame.method or "", "resource"): subject},
+                **{SUBJECT_FIELD.get(frame.method or "", "resource"): subject},
                 args=self._audit.args(args) if args is not None else None,
                 decision=verdict.decision,
                 rule=verdict.rule,
@@ -439,11 +445,11 @@ class Session(PinnedCalls):
         if pending is None:
             self._log(f"dropped a server response to unknown or cancelled request id {frame.id!r}")
             return []
-        listing = None if frame.is_error else _LIST_FILTERS.get(pending.method)
+        listing = None if frame.is_error else LIST_FILTERS.get(pending.method)
         if listing is not None and not self._can_hide(listing[2]):
             listing = None
         mrtr = pending.tool is not None and not frame.is_error and b"input_required" in frame.raw
-        hello = self._pins is not None and pending.method in _HELLO and not frame.is_error
+        hello = self._pins is not None and pending.method in HELLO and not frame.is_error
         raw = frame.raw
         found: dict[str, int] = {}
         decision = "allow"
@@ -501,7 +507,7 @@ class Session(PinnedCalls):
 
     def _decode_s2c(self, raw: bytes) -> tuple[dict[str, Any], bool]:
         """Decode a server message for inspection; the flag says it must be re-encoded."""
-        if len(raw) <= _STRICT_DECODE_LIMIT:
+        if len(raw) <= STRICT_DECODE_LIMIT:
             msg = fr.loads_strict(raw)
             changed = False
         else:
@@ -561,12 +567,13 @@ class Session(PinnedCalls):
                 continue
             if subject == "tool" and isinstance(name, str):
                 self._output_schemas[name] = "outputSchema" in item
+                self._input_schemas[name] = item.get("inputSchema")
             kept.append(item)
         if self._pins is not None:
             following = result.get("nextCursor") if isinstance(result, dict) else None
             before = len(kept)
             kept = self._check_pins(
-                _PIN_KINDS[key], kept, paged=pending.cursor or bool(following), last=not following
+                key, kept, paged=pending.cursor or bool(following), last=not following
             )
             if len(kept) != before:
                 hidden["pin.withheld"] = before - len(kept)
@@ -600,7 +607,7 @@ class Session(PinnedCalls):
         roots_keys: set[str] = set()
         for key, request in requests.items():
             method = request.get("method") if isinstance(request, dict) else None
-            kind = _INPUT_KINDS.get(method) if isinstance(method, str) else None
+            kind = INPUT_KINDS.get(method) if isinstance(method, str) else None
             if kind is None:
                 continue
             setting = getattr(self.policy.server_requests, kind)
@@ -620,7 +627,7 @@ class Session(PinnedCalls):
 
     def _server_request(self, frame: Frame) -> list[Out]:
         method = frame.method or ""
-        kind = _INPUT_KINDS.get(method)
+        kind = INPUT_KINDS.get(method)
         if kind is not None:
             setting = getattr(self.policy.server_requests, kind)
             verdict: Verdict
@@ -693,7 +700,7 @@ class Session(PinnedCalls):
         }
 
     def _server_notification(self, frame: Frame) -> list[Out]:
-        stale = _LIST_CHANGED.get(frame.method or "")
+        stale = LIST_CHANGED.get(frame.method or "")
         if stale is not None and self._pins is not None:
             # Verified definitions are checked again: by the client's next listing, or by the
             # gateway's own before the next call.

@@ -17,21 +17,28 @@ from typing import Any
 from portcullis._exceptions import PolicyError
 from portcullis.policy.compiled import (
     ApprovalSettings,
+    ArgConstraint,
     AuditSettings,
     CompiledPolicy,
     Launch,
+    PathSettings,
     Rules,
     ServerPolicy,
     ServerRequests,
+    SqlSettings,
+    UrlSettings,
 )
 from portcullis.policy.load import DEFAULTS_NAME
 from portcullis.policy.model import (
+    ConstraintBlock,
     GuardSettings,
     PathsBlock,
     PolicyFile,
     RuleBlock,
     ServerEntry,
     ServerRequestsBlock,
+    SqlBlock,
+    UrlsBlock,
 )
 from portcullis.policy.source import SourceMap
 
@@ -51,9 +58,10 @@ GUARD_KEYS = (
     "sql",
     "urls",
     "sandbox",
+    "constraints",
 )
 # Blocks whose guard arrives in a later release: writing one at all means "enforce this".
-_LATER_BLOCKS = ("paths", "sql", "urls", "sandbox")
+_LATER_BLOCKS = ("sandbox",)
 
 
 def compile_policy(
@@ -142,11 +150,63 @@ def _server(
         redact=tuple(dict.fromkeys(values["redact"])),
         injection=values["injection"],
         pin=values["pin"],
+        paths=PathSettings(tuple(paths.arguments), paths.read_only) if paths else PathSettings(),
+        sql=_sql(values["sql"]),
+        urls=_urls(values["urls"]),
+        constraints=_constraints(values["constraints"]),
         unimplemented=tuple(unimplemented),
     )
 
 
+def _sql(block: SqlBlock | None) -> SqlSettings | None:
+    if block is None:
+        return None
+    functions = block.allow_functions
+    return SqlSettings(
+        arguments=tuple(block.arguments),
+        dialect=block.dialect,
+        read_only=block.read_only,
+        deny_tables=tuple(block.deny_tables),
+        allow_functions=functions if isinstance(functions, str) else tuple(functions),
+    )
+
+
+def _urls(block: UrlsBlock | None) -> UrlSettings | None:
+    if block is None:
+        return None
+    return UrlSettings(
+        arguments=tuple(block.arguments),
+        schemes=tuple(block.schemes),
+        allow_hosts=tuple(block.allow_hosts),
+        deny_private=block.deny_private,
+    )
+
+
+def _constraints(
+    block: dict[str, dict[str, ConstraintBlock]] | None,
+) -> dict[str, dict[str, ArgConstraint]]:
+    if not block:
+        return {}
+    return {
+        tool: {
+            arg: ArgConstraint(
+                pattern=c.pattern,
+                enum=tuple(c.enum) if c.enum is not None else None,
+                min=c.min,
+                max=c.max,
+                max_length=c.max_length,
+                forbid=tuple(c.forbid),
+            )
+            for arg, c in args.items()
+        }
+        for tool, args in block.items()
+    }
+
+
 def _needs_later_guard(key: str, value: Any) -> bool:
+    if key == "paths" and value is not None:
+        # Read-only roots are a sandbox bind: without the sandbox nothing would enforce them.
+        return bool(value.read_only)
     return key in _LATER_BLOCKS and value is not None
 
 

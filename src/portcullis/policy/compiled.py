@@ -7,18 +7,22 @@ from the validated file; defaults are already merged into every server.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 __all__ = [
     "ApprovalSettings",
+    "ArgConstraint",
     "AuditSettings",
     "CompiledPolicy",
     "Launch",
+    "PathSettings",
     "Rules",
     "ServerPolicy",
     "ServerRequests",
+    "SqlSettings",
+    "UrlSettings",
 ]
 
 RuleAction = Literal["allow", "deny", "confirm"]
@@ -53,6 +57,43 @@ class Launch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class PathSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``paths:``: where file arguments may point (the roots are ``ServerPolicy.roots``)."""
+
+    arguments: tuple[str, ...] = ()
+    read_only: bool = False
+
+
+class SqlSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``sql:``: which arguments hold SQL and what they may do."""
+
+    arguments: tuple[str, ...] = ()
+    dialect: str = "postgres"
+    read_only: bool = True
+    deny_tables: tuple[str, ...] = ()
+    allow_functions: str | tuple[str, ...] = "default"
+
+
+class UrlSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``urls:``: which arguments hold URLs and where they may point."""
+
+    arguments: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ("https",)
+    allow_hosts: tuple[str, ...] = ()
+    deny_private: bool = True
+
+
+class ArgConstraint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One argument's generic constraint (``constraints:``)."""
+
+    pattern: str | None = None
+    enum: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+    forbid: tuple[str, ...] = ()
+
+
 class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One server's effective policy, with the defaults merged in."""
 
@@ -68,6 +109,11 @@ class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     redact: tuple[str, ...] = ("secrets",)
     injection: Literal["flag", "sanitize", "block", "off"] = "flag"
     pin: bool = True
+    paths: PathSettings = PathSettings()
+    sql: SqlSettings | None = None
+    urls: UrlSettings | None = None
+    # tool glob -> argument name or JSON pointer -> constraint
+    constraints: dict[str, dict[str, ArgConstraint]] = msgspec.field(default_factory=dict)
     # Key paths set in the file whose guard this version does not have: `run` refuses to start.
     unimplemented: tuple[str, ...] = ()
 

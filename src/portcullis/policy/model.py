@@ -265,6 +265,35 @@ class UrlsBlock(_Block):
     )
 
 
+class ConstraintBlock(_Block):
+    """Generic checks of one argument's value; every key given must hold."""
+
+    pattern: str | None = Field(
+        default=None, description="a regular expression the whole value must match"
+    )
+    enum: list[str | int | float | bool | None] | None = Field(
+        default=None, description="the only values allowed"
+    )
+    min: int | float | None = Field(default=None, description="smallest number allowed")
+    max: int | float | None = Field(default=None, description="largest number allowed")
+    max_length: PositiveInt | None = Field(
+        default=None, description="longest string or array allowed"
+    )
+    forbid: list[NonEmpty] = Field(
+        default_factory=list, description="substrings the value must not contain"
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"is not a valid regular expression: {exc}") from None
+        return value
+
+
 class SandboxFilesystem(_Block):
     """Extra paths bound into the sandbox."""
 
@@ -328,6 +357,10 @@ class GuardSettings(_Block):
     sql: SqlBlock | None = None
     urls: UrlsBlock | None = None
     sandbox: SandboxBlock | None = None
+    constraints: dict[Glob, dict[NonEmpty, ConstraintBlock]] | None = Field(
+        default=None,
+        description="tool glob -> argument name or JSON pointer -> checks of its value",
+    )
 
 
 class DefaultsBlock(GuardSettings):
