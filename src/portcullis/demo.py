@@ -3,8 +3,8 @@
 It writes a small policy and a project folder into a temporary directory, starts the reference
 filesystem server (``@modelcontextprotocol/server-filesystem`` through ``npx``) behind
 ``portcullis run``, and talks to it as a client would: it lists the tools (some are hidden by the
-policy), reads a file (allowed; the credential in it is redacted), tries to write one (refused),
-and prints the audit trail and its
+policy), reads a file (allowed; the credential in it is redacted), tries to write one (refused)
+and to read outside the project (refused), and prints the audit trail and its
 verification. Nothing outside the temporary directory is touched, and the audit log lives there.
 """
 
@@ -43,6 +43,8 @@ servers:
       allow: [read_text_file, read_file, list_directory, list_allowed_directories,
               get_file_info, "search_*", directory_tree]
       deny: ["write_*", "edit_*", "move_*", create_directory]
+    paths:
+      roots: ["{project}"]   # every path argument must stay inside the project
 audit:
   path: {audit}
 """
@@ -207,9 +209,19 @@ def run_demo(out: TextIO = sys.stdout) -> int:
             _say(out, "\n3. write_file (hidden from the list, called anyway): refused")
             _say(out, "   -> " + _text(result))
             ok &= bool(result.get("isError")) and not (project / "evil.sh").exists()
+
+            escape = f"{project.as_posix()}/../../../etc/passwd"
+            read = (
+                client.send("tools/call", {"name": "read_text_file", "arguments": {"path": escape}})
+                or {}
+            )
+            result = read.get("result", {})
+            _say(out, f"\n4. read_text_file {escape}: refused (outside the roots)")
+            _say(out, "   -> " + _text(result))
+            ok &= bool(result.get("isError")) and "root:" not in _text(result)
         finally:
             status = client.close()
-        _say(out, f"\n4. The audit trail ({audit}):")
+        _say(out, f"\n5. The audit trail ({audit}):")
         for line in audit.read_text().splitlines():
             rec = json.loads(line)
             what = rec.get("tool") or rec.get("method", "")
@@ -227,7 +239,7 @@ def run_demo(out: TextIO = sys.stdout) -> int:
             text=True,
             check=False,
         )
-        _say(out, f"\n5. portcullis audit verify: {verify.stdout.strip() or verify.stderr.strip()}")
+        _say(out, f"\n6. portcullis audit verify: {verify.stdout.strip() or verify.stderr.strip()}")
         ok &= verify.returncode == 0 and status == 0
         _say(out, "\nDemo complete." if ok else "\nDemo FAILED: a step did not behave as shown.")
         return 0 if ok else 1

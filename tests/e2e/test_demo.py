@@ -33,6 +33,7 @@ def test_demo_shows_filtered_list_refusal_and_verified_audit(tmp_path: Path) -> 
     out = done.stdout
     assert "write_file" not in out.split("2. read_text_file")[0]
     assert "may be read" in out
+    assert "is outside the allowed roots" in out
     assert "aws_access_key_id = [REDACTED:aws-access-key-id]" in out
     assert 'tool "write_file" matches the deny pattern "write_*"' in out
     assert "tools.deny" in out

@@ -85,22 +85,23 @@ class ArgumentGuard:
 
             url_names |= _schema_names(schema, looks_like_url)
         for pointer, name, value in _walk(args):
+            label = _label(pointer)
             for text in _strings(value):
                 is_path = name in path_names or pointer in path_names or looks_like_path(name, None)
                 if is_path and _OTHER_SCHEME.match(text) and not is_file_uri(text):
                     is_path = False  # an https:// (or other) URI is not a file path
                 if is_path:
-                    verdict = self._paths.check(text, argument=pointer)
+                    verdict = self._paths.check(text, argument=label)
                     if isinstance(verdict, Deny):
                         return verdict
                 if self._sql is not None and (
                     name in self._sql_names or pointer in self._sql_names
                 ):
-                    verdict = self._sql.check(text, argument=pointer)
+                    verdict = self._sql.check(text, argument=label)
                     if isinstance(verdict, Deny):
                         return verdict
                 if self._urls is not None and (name in url_names or pointer in url_names):
-                    verdict = self._urls.check(text, argument=pointer)
+                    verdict = self._urls.check(text, argument=label)
                     if isinstance(verdict, Deny):
                         return verdict
         for glob, constraints in self._constraints:
@@ -108,7 +109,7 @@ class ArgumentGuard:
                 continue
             for selector, constraint in constraints:
                 for pointer, value in _select(args, selector):
-                    verdict = check_constraint(constraint, value, argument=pointer)
+                    verdict = check_constraint(constraint, value, argument=_label(pointer))
                     if isinstance(verdict, Deny):
                         return verdict
         return Allow("arguments.checked")
@@ -136,6 +137,13 @@ def _walk(
             # Array items keep the array's name: `paths: [a, b]` and `edits[].path` are found.
             if isinstance(item, dict | list):
                 yield from _walk(item, f"{pointer}/{index}", name, depth + 1)
+
+
+def _label(pointer: str) -> str:
+    """How a denial names an argument: a top-level one by its name, a nested one by pointer."""
+    if pointer.count("/") == 1:
+        return pointer[1:].replace("~1", "/").replace("~0", "~")
+    return pointer
 
 
 def _strings(value: Any) -> list[str]:
