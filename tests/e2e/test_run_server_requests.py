@@ -192,6 +192,21 @@ async def test_roots_answered_from_policy_2026(gw: Gateway) -> None:
     # callback runs) because the input_required result is relayed to it unchanged.
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_roots_answered_with_the_policy_roots(gw: Gateway, mode: str) -> None:
+    """With paths.roots set, the server is told exactly those roots, in both eras."""
+    root = gw.tmp / "project"
+    root.mkdir()
+    policy = ALLOW_REQUESTS + f"  paths: {{roots: [{root}]}}\n"
+    cb = Callbacks()
+    async with gw.client(fixture_server(), policy, mode=mode, **cb.kwargs()) as client:
+        roots = await client.call_tool("ask_roots", {})
+    assert not roots.is_error, text_of(roots)
+    assert root.as_uri() in text_of(roots)
+    assert "/client/secret/project" not in text_of(roots)
+
+
 ROOTS_ALLOW = ALLOW_REQUESTS.replace("roots: policy", "roots: allow")
 ROOTS_DENY = ALLOW_REQUESTS.replace("roots: policy", "roots: deny")
 

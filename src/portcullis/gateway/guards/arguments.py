@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from portcullis.detect.constraints import Constraint, check_constraint
+from portcullis.detect.paths import PathGuard, is_file_uri, looks_like_path
 from portcullis.gateway.pipeline import Allow, Deny
 from portcullis.policy.compiled import ServerPolicy
 
@@ -31,10 +33,8 @@ class ArgumentGuard:
     def __init__(
         self, policy: ServerPolicy, *, protected: Sequence[str] = (), cwd: str | None = None
     ) -> None:
-        from portcullis.detect.constraints import Constraint
-        from portcullis.detect.paths import PathGuard
-
         self.policy = policy
+        self._path_like: dict[str, bool] = {}
         self._paths = PathGuard(policy.roots, protected=protected, cwd=cwd)
         self._path_names = set(policy.paths.arguments)
         self._sql = None
@@ -73,9 +73,6 @@ class ArgumentGuard:
 
     def check_call(self, tool: str, args: Any, schema: Any = None) -> Allow | Deny:
         """Check the arguments of ``tools/call`` (or ``prompts/get``) of ``tool``."""
-        from portcullis.detect.constraints import check_constraint
-        from portcullis.detect.paths import is_file_uri, looks_like_path
-
         if not isinstance(args, dict):
             return Allow("arguments.none")
         path_names = self._path_names | _schema_names(schema, looks_like_path)
@@ -87,7 +84,7 @@ class ArgumentGuard:
         for pointer, name, value in _walk(args):
             label = _label(pointer)
             for text in _strings(value):
-                is_path = name in path_names or pointer in path_names or looks_like_path(name, None)
+                is_path = name in path_names or pointer in path_names or self._looks_like_path(name)
                 if is_path and _OTHER_SCHEME.match(text) and not is_file_uri(text):
                     is_path = False  # an https:// (or other) URI is not a file path
                 if is_path:
@@ -113,6 +110,14 @@ class ArgumentGuard:
                     if isinstance(verdict, Deny):
                         return verdict
         return Allow("arguments.checked")
+
+    def _looks_like_path(self, name: str) -> bool:
+        known = self._path_like.get(name)
+        if known is None:
+            known = looks_like_path(name, None)
+            if len(self._path_like) < 4096:
+                self._path_like[name] = known
+        return known
 
     def check_uri(self, uri: str) -> Allow | Deny:
         """Check a resource URI: a ``file:`` URI is a path like any other."""
