@@ -150,13 +150,31 @@ class StdioGateway:
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             if sig is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(sig, self._on_signal)
-        upstream = threading.Thread(target=self._server_loop, name="portcullis-s2c", daemon=True)
+        upstream = threading.Thread(
+            target=self._guarded_server_loop, name="portcullis-s2c", daemon=True
+        )
         upstream.start()
-        self._pump(self._client_in, "client")
-        self._closing = True
-        self._stop_child()
+        try:
+            self._pump(self._client_in, "client")
+        finally:
+            # Also on an unexpected error: the server and its children never outlive us.
+            self._closing = True
+            self._stop_child()
         upstream.join()
         return self._status()
+
+    def _guarded_server_loop(self) -> None:
+        try:
+            self._server_loop()
+        except Exception as exc:  # a relay that cannot go on must stop, not hang the client
+            print(
+                f"portcullis: internal error in the relay ({type(exc).__name__}: {exc}); "
+                "stopping the server and exiting",
+                file=sys.stderr,
+            )
+            self._stop_child()
+            sys.stderr.flush()
+            os._exit(70)  # EX_SOFTWARE
 
     def _status(self) -> int:
         assert self._proc is not None
