@@ -497,7 +497,8 @@ def summarize(
             "large_calls": big_per_size,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "default_policy": "tool rules + secret redaction + injection flagging + pinning "
+            "default_policy": "tool rules + argument guards + secret redaction + injection "
+            "flagging + pinning "
             "+ HMAC-chained audit log",
         },
         "latency": rows,
