@@ -34,6 +34,7 @@ def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
         Rules(default="deny", allow=("echo", "get-*"), confirm=("write_*",), deny=("*delete*",)),
     )
     pins = policy.pop("pins", None)
+    arguments = policy.pop("arguments", None)
     server = ServerPolicy(name="demo", **policy)
     auditor = Auditor(
         recorder if recorder is not None else Recorder(),
@@ -41,7 +42,7 @@ def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
         arguments="digest",
         base={"policy": "p", "session": "s", "principal": "u", "server": "demo"},
     )
-    return Session(server, auditor, log=lambda text: None, pins=pins)
+    return Session(server, auditor, log=lambda text: None, pins=pins, arguments=arguments)
 
 
 def msg(**fields: Any) -> bytes:

@@ -21,6 +21,7 @@ __all__ = [
     "FrameError",
     "LineReader",
     "StrictJSONError",
+    "cancelled_id",
     "decode_frame",
     "encode",
     "error_response",
@@ -112,6 +113,10 @@ def decode_frame(raw: bytes) -> Frame:
     has_result = env.result is not msgspec.UNSET
     has_error = env.error is not msgspec.UNSET
     if has_id and has_result != has_error:
+        if not _valid_id(env.id) and env.id is not None:
+            # A response id can only be one the peer received: a string or an integer (null
+            # for errors about unreadable requests). Anything else answers nothing.
+            raise FrameError(INVALID_REQUEST, '"id" must be a string or an integer')
         return Frame(raw, "response", env.id, None, False, has_error)
     raise FrameError(
         INVALID_REQUEST,
@@ -174,6 +179,12 @@ def loads_fast(raw: bytes) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return loads_strict(raw)
+
+
+def cancelled_id(msg: dict[str, Any]) -> Any:
+    """The ``requestId`` a ``notifications/cancelled`` message names (None when it names none)."""
+    params = msg.get("params")
+    return params.get("requestId") if isinstance(params, dict) else None
 
 
 def encode(obj: Any) -> bytes:

@@ -27,6 +27,7 @@ __all__ = ["Held", "PinnedCalls"]
 
 _GATEWAY_IDS: Final = "portcullis-gw-"
 _SUBJECT: Final = {"tools": "tool", "prompts": "prompt"}
+_MAX_OWN_PAGES: Final = 100  # a server that pages forever must not hold calls forever
 
 
 class Held(msgspec.Struct):
@@ -48,6 +49,12 @@ class PinnedCalls:
     _ids: Iterator[int]
     _tools: RuleSet
     _log: Callable[[str], None]
+    _input_schemas: dict[str, Any]
+    _output_schemas: dict[str, bool]
+    _own_pages: int
+
+    def _check_arguments(self, method: str, subject: str, params: dict[str, Any]) -> Deny | None:
+        raise NotImplementedError
 
     def _decode_s2c(self, raw: bytes) -> tuple[dict[str, Any], bool]:
         raise NotImplementedError
@@ -99,27 +106,45 @@ class PinnedCalls:
             return self._release("the server did not answer the gateway's tools/list")
         assert isinstance(result, dict)
         following = result.get("nextCursor")
-        self._check_pins(
-            "tools", tools, paged=cursor is not None or bool(following), last=not following
-        )
-        waiting = [
-            h
-            for h in self._held.values()
-            if self._pins is not None and self._pins.status("tools", h.name)[0] == "unknown"
-        ]
+        for tool in tools:
+            name = tool.get("name") if isinstance(tool, dict) else None
+            if isinstance(name, str):
+                self._input_schemas[name] = tool.get("inputSchema")
+                self._output_schemas[name] = "outputSchema" in tool
+        if self._pins is not None:
+            self._check_pins(
+                "tools", tools, paged=cursor is not None or bool(following), last=not following
+            )
+        waiting = [h for h in self._held.values() if self._unresolved(h.name)]
         if isinstance(following, str) and waiting:
+            self._own_pages += 1
+            if self._own_pages > _MAX_OWN_PAGES:
+                return self._release(f"the server's tools/list ran past {_MAX_OWN_PAGES} pages")
             return [("server", self._own_list(following, waiting[0].params))]
         return self._release(None)
 
+    def _unresolved(self, name: str) -> bool:
+        """Whether a call to ``name`` must wait for the gateway's own listing."""
+        if self._pins is not None and self._pins.status("tools", name)[0] == "unknown":
+            return True
+        return name not in self._input_schemas
+
     def _release(self, failure: str | None) -> list[Any]:
         held, self._held = self._held, {}
+        self._own.clear()
+        self._own_pages = 0
         out: list[Any] = []
         for call in held.values():
             state, reason = (
-                ("unknown", "") if self._pins is None else self._pins.status("tools", call.name)
+                ("ok", "") if self._pins is None else self._pins.status("tools", call.name)
             )
             verdict: Verdict = self._tools.decide(call.name)
-            if failure is not None:
+            if not isinstance(verdict, Deny):
+                # Now with the tool's input schema: arguments it describes as paths count.
+                verdict = self._check_arguments("tools/call", call.name, call.params) or verdict
+            if isinstance(verdict, Deny) or self._pins is None:
+                pass  # without pins, the listing only lent the schema (best effort)
+            elif failure is not None:
                 verdict = Deny(
                     "pin.unverified",
                     f'tool "{call.name}" could not be checked against the pins: {failure}',

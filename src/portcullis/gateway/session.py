@@ -86,6 +86,9 @@ class Session(PinnedCalls):
         self._ids = count(1)
         self._roots_keys: dict[tuple[str, str], set[str]] = {}
         self._outcomes: list[dict[str, Any]] = []
+        # What roots/list is answered with when the policy answers it.
+        roots = [{"uri": PurePath(r).as_uri(), "name": PurePath(r).name or r} for r in policy.roots]
+        self._roots = {"roots": roots}
         self._output_schemas: dict[str, bool] = {}  # tool -> declares an outputSchema
         self._content = ContentGuard(policy.redact, policy.injection)
         self._pins = pins
@@ -93,6 +96,7 @@ class Session(PinnedCalls):
         self._input_schemas: dict[str, Any] = {}  # tool -> inputSchema, from tools/list
         self._held: dict[Any, Held] = {}  # client id -> call waiting for the gateway's listing
         self._own: dict[str, str | None] = {}  # our tools/list id -> the cursor it asked for
+        self._own_pages = 0
         self._inspect: dict[str, Callable[[Frame, dict[str, Any]], list[Out]]] = {
             "initialize": self._initialize,
             "tools/call": self._tools_call,
@@ -128,6 +132,12 @@ class Session(PinnedCalls):
     def _internal_error(self, side: Dest, raw: bytes, exc: Exception) -> list[Out]:
         reason = f"internal error in the gateway ({type(exc).__name__}: {exc})"
         self._log(f"{reason} while handling a {side} message; it was not forwarded")
+        try:
+            return self._refuse_after_error(side, raw, reason)
+        except Exception:  # the message is dropped; the relay must go on
+            return []
+
+    def _refuse_after_error(self, side: Dest, raw: bytes, reason: str) -> list[Out]:
         try:
             frame = fr.decode_frame(raw)
         except FrameError:
@@ -183,7 +193,8 @@ class Session(PinnedCalls):
         method = frame.method or ""
         handler = self._inspect.get(method)
         if handler is None:
-            cursor = method in LIST_FILTERS and b'"cursor"' in frame.raw
+            params = msg.get("params")
+            cursor = isinstance(params, dict) and params.get("cursor") is not None
             self._pending[rid] = _Pending(method, self._clock(), cursor=cursor)
             return [("server", frame.raw)]
         return handler(frame, msg)
@@ -215,9 +226,11 @@ class Session(PinnedCalls):
             state, reason = self._pins.status("tools", name)
             if state == "withheld":
                 verdict = Deny("pin.withheld", reason)
-            elif state == "unknown":
-                # Not listed in this session: list the server before deciding.
-                return self._hold(Held(frame, msg, params, name))
+        guarded = self._pins is not None or self._arguments is not None
+        if not isinstance(verdict, Deny) and guarded and self._unresolved(name):
+            # Not listed in this session: the pins and the tool's input schema (which says
+            # which arguments are paths) come from the gateway's own listing, before deciding.
+            return self._hold(Held(frame, msg, params, name))
         return self._decide_call(frame, msg, params, name, verdict)
 
     def _decide_call(
@@ -265,6 +278,8 @@ class Session(PinnedCalls):
             subject, verdict = ref["name"], self._prompts.decide(ref["name"])
         elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
             subject, verdict = ref["uri"], self._resources.decide(ref["uri"])
+            if not isinstance(verdict, Deny):
+                verdict = self._check_arguments("resources/read", subject, {}) or verdict
         else:
             return self._reply_error(
                 frame.id,
@@ -291,13 +306,8 @@ class Session(PinnedCalls):
         """The argument guards' verdict on a request (paths, SQL, URLs, constraints)."""
         if self._arguments is None:
             return None
-        if method == "tools/call":
-            schema = self._input_schemas.get(subject)
-            verdict = self._arguments.check_call(subject, params.get("arguments"), schema)
-        elif method == "prompts/get":
-            verdict = self._arguments.check_call(subject, params.get("arguments"))
-        else:
-            verdict = self._arguments.check_uri(subject)
+        schema = self._input_schemas.get(subject) if method == "tools/call" else None
+        verdict = self._arguments.check_request(method, subject, params, schema)
         return verdict if isinstance(verdict, Deny) else None
 
     def _apply(self, frame: Frame, subject: str, args: Any, verdict: Verdict) -> list[Out] | None:
@@ -348,7 +358,7 @@ class Session(PinnedCalls):
             # A 2026 retry: the answers to the server's roots/list come from the policy, not the
             # client, whatever the client put there.
             for key in keys & responses.keys():
-                responses[key] = self._roots_result()
+                responses[key] = dict(self._roots)
             raw = fr.encode(msg)
         return [("server", raw)]
 
@@ -405,7 +415,7 @@ class Session(PinnedCalls):
             self._log(f"dropped {frame.method} sent as a notification (no id)")
             return []
         if frame.method == "notifications/cancelled":
-            target = _cancelled_id(msg)
+            target = fr.cancelled_id(msg)
             if self._held.pop(target, None) is not None:
                 return []  # held by the gateway: the server never saw it
             if target is None or self._pending.pop(target, None) is None:
@@ -448,7 +458,12 @@ class Session(PinnedCalls):
         listing = None if frame.is_error else LIST_FILTERS.get(pending.method)
         if listing is not None and not self._can_hide(listing[2]):
             listing = None
-        mrtr = pending.tool is not None and not frame.is_error and b"input_required" in frame.raw
+        # An escaped spelling ("input\u005frequired") must not slip past the byte test.
+        mrtr = (
+            pending.tool is not None
+            and not frame.is_error
+            and (b"input_required" in frame.raw or b"\\u" in frame.raw)
+        )
         hello = self._pins is not None and pending.method in HELLO and not frame.is_error
         raw = frame.raw
         found: dict[str, int] = {}
@@ -653,7 +668,7 @@ class Session(PinnedCalls):
             if isinstance(verdict, Deny):
                 return [("server", fr.error_response(frame.id, fr.DENIED, verdict.reason))]
             if setting == "policy":
-                return [("server", fr.result_response(frame.id, self._roots_result()))]
+                return [("server", fr.result_response(frame.id, dict(self._roots)))]
         try:
             msg = fr.loads_strict(frame.raw)
         except StrictJSONError as exc:
@@ -666,17 +681,23 @@ class Session(PinnedCalls):
                 )
             ]
         # The prompts of sampling and elicitation requests are server data like any other.
-        self._check_content(msg, method)
+        _, refusal = self._check_content(msg, method)
+        if refusal is not None:
+            self._audit_denial("s2c", method, frame.id, refusal)
+            return [("server", fr.error_response(frame.id, fr.DENIED, refusal.reason))]
         ours = f"{RESERVED_ID_PREFIX}s-{next(self._ids)}"
         self._remapped[ours] = (frame.id, method)
         self._server_ids[frame.id] = ours
         msg["id"] = ours
         return [("client", fr.encode(msg))]
 
-    def _check_content(self, msg: dict[str, Any], method: str | None) -> bool:
-        """Redact and check a server request or notification in place; True when changed."""
+    def _check_content(self, msg: dict[str, Any], method: str | None) -> tuple[bool, Deny | None]:
+        """Redact and check a server request or notification in place.
+
+        Returns whether it changed, and the refusal when ``injection: block`` stops it.
+        """
         if not self._content.active:
-            return False
+            return False, None
         outcome = self._content.message(msg, method)
         found = {**outcome.redactions, **outcome.flags}
         if found:
@@ -689,15 +710,8 @@ class Session(PinnedCalls):
                     "findings": found,
                 }
             )
-        return outcome.changed
-
-    def _roots_result(self) -> dict[str, Any]:
-        return {
-            "roots": [
-                {"uri": PurePath(root).as_uri(), "name": PurePath(root).name or root}
-                for root in self.policy.roots
-            ]
-        }
+        refusal = Deny(*outcome.refusal) if outcome.refusal is not None else None
+        return outcome.changed, refusal
 
     def _server_notification(self, frame: Frame) -> list[Out]:
         stale = LIST_CHANGED.get(frame.method or "")
@@ -711,7 +725,7 @@ class Session(PinnedCalls):
                 msg = fr.loads_strict(frame.raw)
             except StrictJSONError:
                 return []
-            target = _cancelled_id(msg)
+            target = fr.cancelled_id(msg)
             ours = self._server_ids.pop(target, None) if target is not None else None
             if ours is None:
                 return []  # a request the gateway answered itself, or never saw
@@ -725,7 +739,12 @@ class Session(PinnedCalls):
         except StrictJSONError as exc:
             self._log(f"dropped an ambiguous server notification: {exc}")
             return []
-        if self._check_content(msg, frame.method) or changed:
+        rewritten, refusal = self._check_content(msg, frame.method)
+        if refusal is not None:
+            self._audit_denial("s2c", frame.method, None, refusal)
+            self._log(f"dropped a server {frame.method}: {refusal.reason}")
+            return []
+        if rewritten or changed:
             return [("client", fr.encode(msg))]
         return [("client", frame.raw)]
 
@@ -747,6 +766,8 @@ class Session(PinnedCalls):
         self._audit_denial(direction, None, rid, verdict, result_bytes=size)
         if side == "client":
             return self._reply_error(rid, fr.TOO_LARGE, f"message too large: {reason}")
+        if isinstance(rid, str) and rid in self._own:
+            return self._release(f"the server's tools/list was too large: {reason}")
         if rid is None or self._pending.pop(rid, None) is None:
             return []
         return self._reply_error(rid, fr.TOO_LARGE, f"result too large: {reason}")
@@ -771,8 +792,3 @@ class Session(PinnedCalls):
         self._pending.clear()
         self._held.clear()
         return out
-
-
-def _cancelled_id(msg: dict[str, Any]) -> Any:
-    params = msg.get("params")
-    return params.get("requestId") if isinstance(params, dict) else None

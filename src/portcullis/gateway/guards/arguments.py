@@ -24,6 +24,7 @@ __all__ = ["ArgumentGuard"]
 _SQL_NAMES: Final = ("sql", "query", "statement")
 # A URI scheme of two or more letters (one letter followed by ':' is a Windows drive).
 _OTHER_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+_C0_SPACE: Final = "".join(chr(c) for c in range(0x21))
 _MAX_DEPTH: Final = 32
 
 
@@ -71,10 +72,28 @@ class ArgumentGuard:
             for glob, args in policy.constraints.items()
         ]
 
+    def check_request(
+        self, method: str, subject: str, params: dict[str, Any], schema: Any = None
+    ) -> Allow | Deny:
+        """Check a request: calls by their arguments (``schema``: the tool's), resources by URI."""
+        if method in ("tools/call", "prompts/get"):
+            return self.check_call(subject, params.get("arguments"), schema)
+        return self.check_uri(subject)
+
     def check_call(self, tool: str, args: Any, schema: Any = None) -> Allow | Deny:
         """Check the arguments of ``tools/call`` (or ``prompts/get``) of ``tool``."""
         if not isinstance(args, dict):
             return Allow("arguments.none")
+        try:
+            return self._check_call(tool, args, schema)
+        except _TooDeep as exc:
+            return Deny(
+                "arguments.too-deep",
+                f"argument {_label(str(exc))!r} is nested deeper "
+                f"than {_MAX_DEPTH} levels, which the argument guards do not follow",
+            )
+
+    def _check_call(self, tool: str, args: dict[str, Any], schema: Any) -> Allow | Deny:
         path_names = self._path_names | _schema_names(schema, looks_like_path)
         url_names = set(self._url_names)
         if self._urls is not None:
@@ -85,12 +104,15 @@ class ArgumentGuard:
             label = _label(pointer)
             for text in _strings(value):
                 is_path = name in path_names or pointer in path_names or self._looks_like_path(name)
-                if is_path and _OTHER_SCHEME.match(text) and not is_file_uri(text):
+                # URL parsers trim leading and trailing controls and spaces: so must the test.
+                trimmed = text.strip(_C0_SPACE)
+                if is_path and _OTHER_SCHEME.match(trimmed) and not is_file_uri(trimmed):
                     is_path = False  # an https:// (or other) URI is not a file path
                 if is_path:
-                    verdict = self._paths.check(text, argument=label)
-                    if isinstance(verdict, Deny):
-                        return verdict
+                    for reading in dict.fromkeys((text, trimmed)):
+                        verdict = self._paths.check(reading, argument=label)
+                        if isinstance(verdict, Deny):
+                            return verdict
                 if self._sql is not None and (
                     name in self._sql_names or pointer in self._sql_names
                 ):
@@ -120,8 +142,14 @@ class ArgumentGuard:
         return known
 
     def check_uri(self, uri: str) -> Allow | Deny:
-        """Check a resource URI: a ``file:`` URI is a path like any other."""
-        if uri[:5].lower() != "file:":
+        """Check a resource URI: a ``file:`` URI, or one with no scheme, is a path."""
+        if uri != uri.strip(_C0_SPACE):
+            # Parsers disagree on whether to trim these; the rules matched the untrimmed text.
+            return Deny(
+                "arguments.malformed-uri",
+                'argument "uri": the URI starts or ends with a space or control character',
+            )
+        if _OTHER_SCHEME.match(uri) and not is_file_uri(uri):
             return Allow("arguments.not-a-file")
         return self._paths.check(uri, argument="uri")
 
@@ -131,7 +159,7 @@ def _walk(
 ) -> Iterator[tuple[str, str, Any]]:
     """Every (JSON pointer, member name, value) of the arguments, depth first."""
     if depth > _MAX_DEPTH:
-        return
+        raise _TooDeep(pointer)
     if isinstance(value, dict):
         for key, item in value.items():
             child = f"{pointer}/{_escape(str(key))}"
@@ -139,9 +167,16 @@ def _walk(
             yield from _walk(item, child, str(key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            # Array items keep the array's name: `paths: [a, b]` and `edits[].path` are found.
+            # Array items keep the array's name: `paths: [a, b]`, `paths: [[a]]` and
+            # `edits[].path` are all found.
+            if isinstance(item, list):
+                yield f"{pointer}/{index}", name, item
             if isinstance(item, dict | list):
                 yield from _walk(item, f"{pointer}/{index}", name, depth + 1)
+
+
+class _TooDeep(Exception):
+    """Arguments nested deeper than the guards look: refused rather than half-checked."""
 
 
 def _label(pointer: str) -> str:

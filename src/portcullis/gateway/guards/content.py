@@ -135,6 +135,11 @@ class ContentGuard:
             content = result.setdefault("content", [])
             if isinstance(content, list):
                 content.append({"type": "text", "text": _STRUCTURED_WITHHELD})
+        if out.refusal is not None and method in ("initialize", "server/discover"):
+            # Refusing the handshake would end the session: the instructions are withheld.
+            if isinstance(result, dict) and result.pop("instructions", None) is not None:
+                out.changed = True
+            out.refusal = None
         if (
             self.injection == "flag"
             and out.flags
