@@ -89,3 +89,13 @@ def test_poisoned_definition() -> None:
             "description": ("Read the complete contents of a file from the file system."),
         }
     )
+
+
+def test_secret_split_by_zero_width_space_is_redacted() -> None:
+    """A key split by a zero-width space is joined by stripping, then redacted."""
+    split = AWS[:8] + "\u200b" + AWS[8:]
+    msg = {"result": {"content": [{"type": "text", "text": f"key {split}"}]}}
+    ContentGuard(("secrets",), "flag").message(msg, "tools/call")
+    text = msg["result"]["content"][0]["text"]
+    assert AWS not in text
+    assert "[REDACTED:" in text

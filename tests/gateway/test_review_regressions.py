@@ -179,3 +179,47 @@ def test_unhashable_response_id_is_dropped() -> None:
     assert s.from_server(b'{"jsonrpc":"2.0","id":[1],"result":{}}') == []
     assert s.from_server(b'{"jsonrpc":"2.0","id":true,"result":{}}') == []
     assert s.from_server(msg(id=1, result={"content": []}))[0][0] == "client"
+
+
+def test_sqlite_in_table_reaches_denied_tables() -> None:
+    """SQLite's `x IN table` reads the table: a denied one is refused in every spelling."""
+    from portcullis.detect.sql import SqlGuard
+
+    guard = SqlGuard("sqlite", deny_tables=["api_keys"])
+    for sql in (
+        "select * from t where x in api_keys",
+        "select * from t where x in main.api_keys",
+        "select 1 where 'sk' in temp.api_keys",
+    ):
+        assert guard.check(sql, argument="sql").rule == "sql.denied-table"
+    assert guard.check("select * from t where x in (1, 2)", argument="sql").decision == "allow"
+
+
+def test_path_argument_holding_an_object_is_checked(tmp_path: Path) -> None:
+    """Every string under a path argument is checked, whatever shape holds it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    guard = ArgumentGuard(ServerPolicy(name="demo", roots=(str(root),)), cwd=str(root))
+    assert guard.check_call("read", {"path": {"0": "/etc/passwd"}}).decision == "deny"
+
+
+def test_azure_wireserver_is_a_metadata_address() -> None:
+    """168.63.129.16 (Azure's WireServer) is refused like the other metadata endpoints."""
+    from portcullis.detect.urls import UrlGuard
+
+    verdict = UrlGuard(resolve=lambda host: ["93.184.216.34"]).check(
+        "https://168.63.129.16/", argument="url"
+    )
+    assert verdict.rule == "urls.private-address"
+
+
+def test_tools_the_rules_deny_are_not_pinned_or_pending(tmp_path: Path) -> None:
+    """The gateway's own listing does not record tools the policy hides anyway."""
+    store = PinStore(tmp_path / "pins")
+    pins = PinGuard(store, "demo", launch_id("demo", "node", ["s.js"]), log=lambda t: None)
+    s = make_session(pins=pins, tools=Rules(default="allow", deny=("*delete*",)))
+    own = decode(s.from_client(call(7, "echo"))[0][1])["id"]
+    s.from_server(msg(id=own, result={"tools": [{"name": "echo"}, {"name": "delete_all"}]}))
+    pinset = store.load("demo", launch_id("demo", "node", ["s.js"]))
+    assert "delete_all" not in pinset.pins.get("tools", {})
+    assert "delete_all" not in pinset.pending.get("tools", {})

@@ -148,7 +148,8 @@ def _verify(args: argparse.Namespace) -> int:
         where = Path(report.file).name if report.file else str(path)
         if report.line is not None:
             where += f" line {report.line}"
-        print(f"BROKEN at seq {report.first_bad} ({where}); {report.records} records verified")
+        at = f"at seq {report.first_bad}" if report.first_bad is not None else f"({report.reason})"
+        print(f"BROKEN {at} ({where}); {report.records} records verified")
     if not report.ok:
         print(f"portcullis: {report}", file=sys.stderr)
     return 0 if report.ok else 1

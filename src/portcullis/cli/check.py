@@ -17,9 +17,9 @@ def register(sub: Any) -> None:
         description="Print the decision the gateway would make for one tool call, as JSON. "
         "Exit 0 allow, 1 deny or confirm, 2 error.",
     )
-    p.add_argument("--policy", metavar="F")
-    p.add_argument("--server", metavar="NAME")
-    p.add_argument("--tool", metavar="T", required=True)
+    p.add_argument("--policy", metavar="F", help="policy file (default: as `run` finds it)")
+    p.add_argument("--server", metavar="NAME", help="the server entry of the policy")
+    p.add_argument("--tool", metavar="T", required=True, help="the tool's name")
     p.add_argument("--args", metavar="JSON", default="{}", help="the call's arguments object")
     p.set_defaults(handler=_check)
 

@@ -206,6 +206,16 @@ def check_sqlglot(
                     "sql.denied-table",
                     f"the statement uses table {fragment(name)}, which the policy denies",
                 )
+        elif isinstance(node, exp.In) and isinstance(node.args.get("field"), exp.Column):
+            # SQLite's `x IN table` (and `IN schema.table`) reads a table that sqlglot parses
+            # as a column: judge it as the table it is.
+            column = node.args["field"]
+            name = column.name
+            if name and table_denied(None, column.table or None, name):
+                return Problem(
+                    "sql.denied-table",
+                    f"the statement uses table {fragment(name)}, which the policy denies",
+                )
         elif (
             read_only
             and isinstance(node, exp.PropertyEQ)

@@ -62,7 +62,7 @@ unicast ``2000::/3``. Embedded IPv4 addresses are judged by the IPv4 rules: IPv4
 ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16`` and
 Teredo ``2001::/32`` (both the server and the de-obfuscated client address). A 6to4 or Teredo
 address that embeds only public IPv4 addresses is allowed. Cloud metadata endpoints are named as
-such in the reason: 169.254.169.254, 169.254.170.2, 169.254.169.253, 100.100.100.200,
+such in the reason: 169.254.169.254, 169.254.170.2, 169.254.169.253, 168.63.129.16, 100.100.100.200,
 192.0.0.192, ``fd00:ec2::254`` and the names ``metadata.google.internal``, ``metadata.goog``,
 ``metadata``, ``instance-data``, ``instance-data.ec2.internal``. Names that can only be local are
 denied without asking DNS: ``localhost`` and ``*.localhost``, ``*.local`` (mDNS),
@@ -115,6 +115,7 @@ _METADATA_ADDRESSES: Final = frozenset(
         "169.254.170.2",  # AWS ECS task metadata
         "100.100.100.200",  # Alibaba Cloud
         "192.0.0.192",  # Oracle Cloud
+        "168.63.129.16",  # Azure WireServer (also answers metadata and health probes)
         "fd00:ec2::254",  # AWS IMDS over IPv6
         "fd00:ec2::253",  # AWS VPC DNS over IPv6
     )

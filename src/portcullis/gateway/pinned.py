@@ -112,8 +112,15 @@ class PinnedCalls:
                 self._input_schemas[name] = tool.get("inputSchema")
                 self._output_schemas[name] = "outputSchema" in tool
         if self._pins is not None:
+            # Tools the rules refuse are never shown, so they are neither pinned nor pending.
+            shown = [
+                t
+                for t in tools
+                if isinstance(t, dict)
+                and not isinstance(self._tools.decide(str(t.get("name"))), Deny)
+            ]
             self._check_pins(
-                "tools", tools, paged=cursor is not None or bool(following), last=not following
+                "tools", shown, paged=cursor is not None or bool(following), last=not following
             )
         waiting = [h for h in self._held.values() if self._unresolved(h.name)]
         if isinstance(following, str) and waiting:

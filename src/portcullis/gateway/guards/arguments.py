@@ -186,12 +186,14 @@ def _label(pointer: str) -> str:
     return pointer
 
 
-def _strings(value: Any) -> list[str]:
+def _strings(value: Any, depth: int = 0) -> list[str]:
+    """Every string in ``value``, however nested: `{"path": {"0": "/etc"}}` holds a path too."""
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
+    if depth > _MAX_DEPTH:
+        raise _TooDeep("")
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [text for item in items for text in _strings(item, depth + 1)]
 
 
 def _escape(key: str) -> str:

@@ -153,14 +153,16 @@ class ContentGuard:
         return out
 
     def _value(self, value: Any, out: ContentOutcome, where: str) -> Any:
+        # Hidden characters go first: a key split by a zero-width space is whole again when
+        # the redactor looks at it.
+        if self._scan is not None:
+            value = self._walk(value, out, where)
         if self._redact_value is not None:
             value, counts = self._redact_value(value, pii=self.pii)
             if counts:
                 out.changed = True
                 for rule, n in counts.items():
                     out.count(out.redactions, rule, n)
-        if self._scan is not None:
-            value = self._walk(value, out, where)
         return value
 
     def _walk(self, value: Any, out: ContentOutcome, where: str) -> Any:

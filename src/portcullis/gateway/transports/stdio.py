@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Final
 
-from portcullis._exceptions import GatewayError
+from portcullis._exceptions import ConfigError
 from portcullis.gateway.frames import LineReader, Oversize
 from portcullis.gateway.session import Dest, Out, Session
 
@@ -131,7 +131,9 @@ class StdioGateway:
                 creationflags=flags,
             )
         except OSError as exc:
-            raise GatewayError(
+            # A server that cannot be started is a configuration problem (exit 2), not an exit
+            # status of the server's own.
+            raise ConfigError(
                 f"cannot start the MCP server {self.command[0]!r}: {exc.strerror or exc}"
             ) from exc
 
