@@ -150,3 +150,16 @@ def test_argument_guards_in_check(
     assert rc == code, out
     if rule is not None:
         assert out["rule"] == rule
+
+
+def test_usage_errors_are_json(policy: Path) -> None:
+    """A missing --tool is reported as JSON on stdout with exit 2, like every other error."""
+    done = subprocess.run(
+        [sys.executable, "-m", "portcullis", "check", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--tool" in json.loads(done.stdout)["error"]

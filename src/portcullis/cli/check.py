@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["register"]
 
@@ -22,6 +22,13 @@ def register(sub: Any) -> None:
     p.add_argument("--tool", metavar="T", required=True, help="the tool's name")
     p.add_argument("--args", metavar="JSON", default="{}", help="the call's arguments object")
     p.set_defaults(handler=_check)
+    p.error = _usage_error
+
+
+def _usage_error(message: str) -> NoReturn:
+    # Scripts read check's stdout as JSON, usage mistakes included (DESIGN §4: exit 2, JSON).
+    _emit({"error": f"usage: {message}"})
+    sys.exit(2)
 
 
 def _emit(obj: dict[str, Any]) -> None:
