@@ -199,19 +199,17 @@ def check_sqlglot(
                     f"the function {fragment(names[0])} is not in the policy's "
                     "allow_functions list",
                 )
-        elif isinstance(node, exp.Table):
-            name = node.name
-            if name and table_denied(node.catalog or None, node.db or None, name):
-                return Problem(
-                    "sql.denied-table",
-                    f"the statement uses table {fragment(name)}, which the policy denies",
-                )
-        elif isinstance(node, exp.In) and isinstance(node.args.get("field"), exp.Column):
-            # SQLite's `x IN table` (and `IN schema.table`) reads a table that sqlglot parses
-            # as a column: judge it as the table it is.
-            column = node.args["field"]
-            name = column.name
-            if name and table_denied(None, column.table or None, name):
+        elif isinstance(node, exp.Table | exp.In):
+            if isinstance(node, exp.Table):
+                catalog, schema, name = node.catalog or None, node.db or None, node.name
+            elif isinstance(node.args.get("field"), exp.Column):
+                # SQLite's `x IN table` (and `IN schema.table`) reads a table that sqlglot
+                # parses as a column: judge it as the table it is.
+                column = node.args["field"]
+                catalog, schema, name = None, column.table or None, column.name
+            else:
+                continue
+            if name and table_denied(catalog, schema, name):
                 return Problem(
                     "sql.denied-table",
                     f"the statement uses table {fragment(name)}, which the policy denies",
