@@ -36,13 +36,11 @@ Kind = Literal["request", "notification", "response"]
 # JSON-RPC and gateway error codes (the gateway's own are listed in docs/architecture.md).
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
-METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 DENIED: Final = -31900
 TOO_LARGE: Final = -31901
 UPSTREAM_GONE: Final = -31902
-AUDIT_FAILED: Final = -31903
 
 
 class _Envelope(msgspec.Struct):
