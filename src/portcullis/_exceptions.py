@@ -6,12 +6,20 @@ Kept deliberately small::
      ├── ConfigError          a policy file, CLI argument or secret reference is unusable (exit 2)
      │    └── PolicyError     the policy file itself is invalid; names file, line and key path
      ├── AuditError           the audit log cannot be written or read (calls are refused)
-     └── GatewayError         the upstream server cannot be launched or has gone away
+     ├── GatewayError         the upstream server cannot be launched or has gone away
+     └── ApprovalError        an approval could not be asked or answered (never an approval)
 """
 
 from __future__ import annotations
 
-__all__ = ["AuditError", "ConfigError", "GatewayError", "PolicyError", "PortcullisError"]
+__all__ = [
+    "ApprovalError",
+    "AuditError",
+    "ConfigError",
+    "GatewayError",
+    "PolicyError",
+    "PortcullisError",
+]
 
 
 class PortcullisError(Exception):
@@ -48,3 +56,7 @@ class AuditError(PortcullisError):
 
 class GatewayError(PortcullisError):
     """The upstream server cannot be launched or has gone away."""
+
+
+class ApprovalError(PortcullisError):
+    """An approval could not be asked or answered; it never counts as an approval."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from portcullis._exceptions import ConfigError
 
-__all__ = ["install_key", "state_dir"]
+__all__ = ["check_private_dir", "install_key", "state_dir"]
 
 _KEY_FILE = "install.key"
 _KEY_BYTES = 32
@@ -26,21 +26,22 @@ def state_dir(create: bool = True) -> Path:
     if create and not path.exists():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.exists():
-        _check_private_dir(path)
+        check_private_dir(path)
     return path
 
 
-def _check_private_dir(path: Path) -> None:
+def check_private_dir(path: Path, what: str = "state directory") -> None:
+    """Refuse a directory that is a symlink, someone else's, or writable by others."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
-        raise ConfigError(f"state directory {path} is a symlink; refusing to use it")
+        raise ConfigError(f"{what} {path} is a symlink; refusing to use it")
     if not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"state directory {path} is not a directory")
+        raise ConfigError(f"{what} {path} is not a directory")
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        raise ConfigError(f"state directory {path} is owned by uid {st.st_uid}, not by you")
+        raise ConfigError(f"{what} {path} is owned by uid {st.st_uid}, not by you")
     if os.name == "posix" and st.st_mode & 0o022:
         raise ConfigError(
-            f"state directory {path} is writable by others (mode {st.st_mode & 0o777:o}); "
+            f"{what} {path} is writable by others (mode {st.st_mode & 0o777:o}); "
             f"run: chmod 700 {path}"
         )
 

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -163,8 +163,15 @@ class RawClient:
     """A JSON-RPC client on the gateway's stdin/stdout pipes, for bytes the SDK never sends."""
 
     def __init__(
-        self, argv: Sequence[str], *, env: dict[str, str], cwd: Path, stderr: IO[str]
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stderr: IO[str],
+        preexec: Callable[[], None] | None = None,
     ) -> None:
+        # Its own session (no controlling terminal), unless ``preexec`` arranges one itself.
         self.proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.PIPE,
@@ -172,7 +179,8 @@ class RawClient:
             stderr=stderr,
             env=env,
             cwd=cwd,
-            start_new_session=True,
+            start_new_session=preexec is None,
+            preexec_fn=preexec,
         )
         self._lines: queue.Queue[bytes] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -349,6 +357,7 @@ class Gateway:
         *,
         options: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> RawClient:
         """A raw pipe client on a new gateway in front of ``server``."""
         raw = RawClient(
@@ -356,6 +365,7 @@ class Gateway:
             env=env if env is not None else self.env(),
             cwd=self.tmp,
             stderr=self._errlog(),
+            preexec=preexec,
         )
         self._raw.append(raw)
         return raw

@@ -35,6 +35,7 @@ def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
     )
     pins = policy.pop("pins", None)
     arguments = policy.pop("arguments", None)
+    approvals = {k: policy.pop(k) for k in ("broker", "sealer") if k in policy}
     server = ServerPolicy(name="demo", **policy)
     auditor = Auditor(
         recorder if recorder is not None else Recorder(),
@@ -42,7 +43,15 @@ def make_session(recorder: Recorder | None = None, **policy: Any) -> Session:
         arguments="digest",
         base={"policy": "p", "session": "s", "principal": "u", "server": "demo"},
     )
-    return Session(server, auditor, log=lambda text: None, pins=pins, arguments=arguments)
+    return Session(
+        server,
+        auditor,
+        log=lambda text: None,
+        pins=pins,
+        arguments=arguments,
+        principal="u",
+        **approvals,
+    )
 
 
 def msg(**fields: Any) -> bytes:

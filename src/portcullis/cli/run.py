@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from portcullis.approval.broker import Broker
+    from portcullis.approval.request import Channel
 
 __all__ = ["register"]
 
@@ -44,7 +49,6 @@ def _run(args: argparse.Namespace) -> int:
     import getpass
     import secrets
     import sys
-    from pathlib import Path
 
     from portcullis._exceptions import AuditError, ConfigError
     from portcullis._state import install_key, state_dir
@@ -117,11 +121,46 @@ def _run(args: argparse.Namespace) -> int:
     # every guarded tool, whatever the roots say.
     protected = default_protected(policy.source, str(home))
     guard = ArgumentGuard(server, protected=protected, cwd=launch.cwd)
-    session = Session(server, auditor, pins=pins, arguments=guard)
+    from portcullis.approval.seal import Sealer
+
+    session = Session(
+        server,
+        auditor,
+        pins=pins,
+        arguments=guard,
+        broker=_broker(policy.approvals.channels, policy.approvals.timeout_s, home),
+        sealer=Sealer(key),
+        principal=getpass.getuser(),
+    )
     try:
         return StdioGateway(session, command, env=env, cwd=launch.cwd).run()
     finally:
         log.close()
+
+
+def _broker(channels: tuple[str, ...], timeout_s: float, home: Path) -> Broker:
+    """The out-of-band approval channels the policy names (elicitation is the session's)."""
+    from portcullis.approval.broker import Broker, Deferred
+
+    found: dict[str, Channel] = {}
+    if "console" in channels:
+        # Started even when no rule says confirm: its registry of launched servers is what
+        # lets every other gateway refuse approvals from processes this server starts.
+        found["console"] = Deferred("console", lambda: _console(home))
+    if "tty" in channels:
+        from portcullis.approval.tty import TtyChannel
+
+        found["tty"] = TtyChannel()
+    return Broker(found, timeout_s, order=channels)
+
+
+def _console(home: Path) -> Channel:
+    from portcullis.approval.console import ConsoleChannel
+    from portcullis.approval.registry import client_of
+
+    console = ConsoleChannel(home / "approvals", log=_warn, client=client_of())
+    console.start()
+    return console
 
 
 def _warn(text: str) -> None:

@@ -10,11 +10,15 @@ __all__ = [
     "LIST_CHANGED",
     "LIST_FILTERS",
     "MODERN_KEY",
+    "RESERVED_ID_PREFIX",
     "STRICT_DECODE_LIMIT",
     "SUBJECT_FIELD",
 ]
 
 MODERN_KEY: Final = "io.modelcontextprotocol/protocolVersion"
+# Ids the gateway chooses itself (remapped server requests, and its own requests) start with
+# this, so they can never be confused with an id the client chose; clients may not use it.
+RESERVED_ID_PREFIX: Final = "portcullis-"
 LIST_FILTERS: Final = {
     "tools/list": ("tools", "name", "tool"),
     "prompts/list": ("prompts", "name", "prompt"),

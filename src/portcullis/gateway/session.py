@@ -14,12 +14,16 @@ import time
 from collections.abc import Callable
 from itertools import count
 from pathlib import PurePath
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import msgspec
 
 from portcullis._exceptions import AuditError
+from portcullis.approval.broker import Broker
+from portcullis.approval.request import Outcome
+from portcullis.approval.seal import Sealer
 from portcullis.gateway import frames as fr
+from portcullis.gateway.approving import ApprovalFlow, Asking, Call, Wake, form_elicitation
 from portcullis.gateway.auditor import Auditor
 from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONError
 from portcullis.gateway.guards.arguments import ArgumentGuard
@@ -28,15 +32,16 @@ from portcullis.gateway.guards.pinning import PinGuard
 from portcullis.gateway.guards.tools import RuleSet
 from portcullis.gateway.methods import (
     HELLO,
-    INPUT_KINDS,
     LIST_CHANGED,
     LIST_FILTERS,
     MODERN_KEY,
+    RESERVED_ID_PREFIX,
     STRICT_DECODE_LIMIT,
     SUBJECT_FIELD,
 )
 from portcullis.gateway.pinned import Held, PinnedCalls
-from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
+from portcullis.gateway.pipeline import Confirm, Deny, Verdict
+from portcullis.gateway.server_requests import ServerRequests
 from portcullis.policy.compiled import ServerPolicy
 
 __all__ = ["RESERVED_ID_PREFIX", "Auditor", "Dest", "Out", "Session"]
@@ -45,10 +50,6 @@ Dest = Literal["client", "server"]
 Out = tuple[Dest, bytes]
 Era = Literal["legacy", "2026-07-28"]
 
-# Ids the gateway chooses itself (remapped server requests, and its own requests) start with
-# this, so they can never be confused with an id the client chose; clients may not use it.
-RESERVED_ID_PREFIX: Final = "portcullis-"
-
 
 class _Pending(msgspec.Struct):
     method: str
@@ -56,9 +57,10 @@ class _Pending(msgspec.Struct):
     tool: str | None = None
     rule: str | None = None
     cursor: bool = False  # a list request for a later page
+    approval: tuple[Outcome, str] | None = None  # (how it was approved, argument digest)
 
 
-class Session(PinnedCalls):
+class Session(ApprovalFlow, ServerRequests, PinnedCalls):
     """Relay state and policy decisions for one client and one upstream server."""
 
     def __init__(
@@ -70,6 +72,9 @@ class Session(PinnedCalls):
         log: Callable[[str], None] | None = None,
         pins: PinGuard | None = None,
         arguments: ArgumentGuard | None = None,
+        broker: Broker | None = None,
+        sealer: Sealer | None = None,
+        principal: str = "",
     ) -> None:
         self.policy = policy
         self.era: Era = "legacy"
@@ -97,6 +102,15 @@ class Session(PinnedCalls):
         self._held: dict[Any, Held] = {}  # client id -> call waiting for the gateway's listing
         self._own: dict[str, str | None] = {}  # our tools/list id -> the cursor it asked for
         self._own_pages = 0
+        # Approvals: without a broker no channel is set up, and confirm calls are refused.
+        self._broker = broker or Broker({}, 120.0)
+        self._sealer = sealer
+        self.principal = principal
+        self.wake: Wake = self._no_wake
+        self._asking: dict[Any, Asking] = {}
+        self._eliciting: dict[str, Any] = {}
+        self._remembered: dict[tuple[str, str], Outcome] = {}
+        self._client_elicits = False
         self._inspect: dict[str, Callable[[Frame, dict[str, Any]], list[Out]]] = {
             "initialize": self._initialize,
             "tools/call": self._tools_call,
@@ -185,7 +199,7 @@ class Session(PinnedCalls):
                 fr.INVALID_REQUEST,
                 f'request ids starting with "{RESERVED_ID_PREFIX}" are reserved for the gateway',
             )
-        if rid in self._pending or rid in self._held:
+        if rid in self._pending or rid in self._held or rid in self._asking:
             return self._reply_error(
                 rid, fr.INVALID_REQUEST, f"request id {rid!r} is already in flight"
             )
@@ -209,6 +223,9 @@ class Session(PinnedCalls):
 
     def _initialize(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
         self.era = "legacy"
+        params = msg.get("params")
+        caps = params.get("capabilities") if isinstance(params, dict) else None
+        self._client_elicits = form_elicitation(caps)
         self._pending[frame.id] = _Pending("initialize", self._clock())
         return [("server", frame.raw)]
 
@@ -236,6 +253,8 @@ class Session(PinnedCalls):
     def _decide_call(
         self, frame: Frame, msg: dict[str, Any], params: dict[str, Any], name: str, verdict: Verdict
     ) -> list[Out]:
+        if isinstance(verdict, Confirm) and not self.observe:
+            return self._confirm(Call(frame, msg, params, "tools/call", name), verdict)
         out = self._apply(frame, name, params.get("arguments"), verdict)
         if out is not None:
             return out
@@ -261,6 +280,8 @@ class Session(PinnedCalls):
             state, reason = self._pins.status(kind, subject)
             if state == "withheld":
                 verdict = Deny("pin.withheld", reason)
+        if isinstance(verdict, Confirm) and not self.observe:
+            return self._confirm(Call(frame, msg, params, method, subject), verdict)
         args = params.get("arguments") if method == "prompts/get" else None
         out = self._apply(frame, subject, args, verdict)
         if out is not None:
@@ -296,6 +317,9 @@ class Session(PinnedCalls):
             named = {str(argument.get("name")): argument.get("value")}
             checked = self._arguments.check_call(subject, named)
             verdict = checked if isinstance(checked, Deny) else verdict
+        if isinstance(verdict, Confirm):
+            # Completing an argument is not the call; it is not worth a person's approval.
+            verdict = Deny(verdict.rule, f"{verdict.reason}: completions for it are not offered")
         out = self._apply(frame, subject, None, verdict)
         if out is not None:
             return out
@@ -312,12 +336,8 @@ class Session(PinnedCalls):
 
     def _apply(self, frame: Frame, subject: str, args: Any, verdict: Verdict) -> list[Out] | None:
         """Audit a decision; return the refusal to send, or None to forward the request."""
-        if isinstance(verdict, Confirm):
-            verdict = Deny(
-                verdict.rule,
-                f"{verdict.reason}: it needs a person's approval, and no "
-                "approval channel is available in this version of Portcullis",
-            )
+        if isinstance(verdict, Confirm):  # observe mode: nobody is asked
+            verdict = Deny(verdict.rule, f"{verdict.reason}: it needs a person's approval")
         refuse = isinstance(verdict, Deny) and not self.observe
         try:
             self._audit.write(
@@ -349,9 +369,12 @@ class Session(PinnedCalls):
         method: str,
         subject: str,
         rule: str,
+        *,
+        changed: bool = False,
+        approval: tuple[Outcome, str] | None = None,
     ) -> list[Out]:
-        self._pending[frame.id] = _Pending(method, self._clock(), subject, rule)
-        raw = frame.raw
+        self._pending[frame.id] = _Pending(method, self._clock(), subject, rule, approval=approval)
+        raw = fr.encode(msg) if changed else frame.raw
         responses = params.get("inputResponses")
         keys = self._roots_keys.get((method, subject))
         if keys and isinstance(responses, dict):
@@ -388,18 +411,21 @@ class Session(PinnedCalls):
     def _refusal(self, frame: Frame, reason: str, rule: str) -> list[Out]:
         return [("client", self._refusal_bytes(frame.id, frame.method or "", reason, rule))]
 
-    def _refusal_bytes(self, rid: Any, method: str, reason: str, rule: str) -> bytes:
+    def _refusal_bytes(
+        self, rid: Any, method: str, reason: str, rule: str, advice: str | None = None
+    ) -> bytes:
         """A refusal the model can read: an isError result for tools/call, else -31900."""
         if method == "tools/call":
-            return fr.result_response(rid, self._error_result(reason, rule))
+            return fr.result_response(rid, self._error_result(reason, rule, advice))
         message = f"Portcullis refused this request: {reason}"
         return fr.error_response(rid, fr.DENIED, message, {"rule": rule})
 
-    def _error_result(self, reason: str, rule: str) -> dict[str, Any]:
-        text = (
-            f"Portcullis refused this call: {reason}. (rule {rule}) Do not retry it "
-            "unchanged; if it is needed, ask the user to change the Portcullis policy."
+    def _error_result(self, reason: str, rule: str, advice: str | None = None) -> dict[str, Any]:
+        advice = advice or (
+            "Do not retry it unchanged; if it is needed, ask the user to change the Portcullis "
+            "policy."
         )
+        text = f"Portcullis refused this call: {reason}. (rule {rule}) {advice}"
         result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
         if self.era != "legacy":
             result["resultType"] = "complete"
@@ -418,12 +444,16 @@ class Session(PinnedCalls):
             target = fr.cancelled_id(msg)
             if self._held.pop(target, None) is not None:
                 return []  # held by the gateway: the server never saw it
+            if target in self._asking:
+                return self._withdraw(target)
             if target is None or self._pending.pop(target, None) is None:
                 # Cancelling a request the server never saw (refused, answered, or unknown).
                 return []
         return [("server", frame.raw)]
 
     def _client_response(self, frame: Frame, msg: dict[str, Any]) -> list[Out]:
+        if frame.id in self._eliciting:
+            return self._elicited(frame, msg)
         entry = self._remapped.pop(frame.id, None) if isinstance(frame.id, str) else None
         if entry is None:
             self._log(f"dropped a client response to unknown request id {frame.id!r}")
@@ -480,6 +510,8 @@ class Session(PinnedCalls):
                     changed |= self._filter_items(msg, frame.id, pending, *listing)
                 if mrtr:
                     refusal = self._input_required(msg, frame.id, pending)
+                    if refusal is None and pending.approval is not None:
+                        changed |= self._keep_approval(msg, pending)
                 if hello:
                     changed |= self._check_server_pin(msg)
                 if refusal is None and self._content.active:
@@ -533,6 +565,15 @@ class Session(PinnedCalls):
         if not isinstance(msg, dict):
             raise StrictJSONError("not a JSON object")
         return msg, changed
+
+    def _keep_approval(self, msg: dict[str, Any], pending: _Pending) -> bool:
+        result = msg.get("result")
+        if not isinstance(result, dict) or result.get("resultType") != "input_required":
+            return False
+        if self._sealer is None or pending.approval is None or pending.tool is None:
+            return False
+        self._wrap_state(result, pending.method, pending.tool, pending.approval)
+        return True
 
     def _may_have_schema(self, pending: _Pending) -> bool:
         return pending.tool is None or self._output_schemas.get(pending.tool, True)
@@ -611,108 +652,6 @@ class Session(PinnedCalls):
             raise AuditError(f"the audit log cannot be written: {exc}") from exc
         return True
 
-    def _input_required(self, msg: dict[str, Any], rid: Any, pending: _Pending) -> Deny | None:
-        """Apply ``server_requests`` to a 2026 ``input_required`` result."""
-        result = msg.get("result")
-        if not isinstance(result, dict) or result.get("resultType") != "input_required":
-            return None
-        requests = result.get("inputRequests")
-        if not isinstance(requests, dict):
-            return None
-        roots_keys: set[str] = set()
-        for key, request in requests.items():
-            method = request.get("method") if isinstance(request, dict) else None
-            kind = INPUT_KINDS.get(method) if isinstance(method, str) else None
-            if kind is None:
-                continue
-            setting = getattr(self.policy.server_requests, kind)
-            if setting == "deny":
-                verdict = Deny(
-                    f"server_requests.{kind}",
-                    f"the server asked the client for {method}, which the policy for "
-                    f'server "{self.policy.name}" denies',
-                )
-                self._audit_denial("s2c", method, rid, verdict, tool=pending.tool)
-                return verdict
-            if setting == "policy":
-                roots_keys.add(str(key))
-        if roots_keys:
-            self._roots_keys[(pending.method, pending.tool or "")] = roots_keys
-        return None
-
-    def _server_request(self, frame: Frame) -> list[Out]:
-        method = frame.method or ""
-        kind = INPUT_KINDS.get(method)
-        if kind is not None:
-            setting = getattr(self.policy.server_requests, kind)
-            verdict: Verdict
-            if setting == "deny":
-                verdict = Deny(
-                    f"server_requests.{kind}",
-                    f'{method} from server "{self.policy.name}" is denied by the policy',
-                )
-            else:
-                verdict = Allow(f"server_requests.{kind}")
-            try:
-                self._audit.write(
-                    direction="s2c",
-                    era=self.era,
-                    method=method,
-                    id=frame.id,
-                    decision=verdict.decision,
-                    rule=verdict.rule,
-                    reason=verdict.reason or None,
-                )
-            except AuditError as exc:
-                verdict = Deny("audit.unavailable", f"the audit log cannot be written: {exc}")
-            if isinstance(verdict, Deny):
-                return [("server", fr.error_response(frame.id, fr.DENIED, verdict.reason))]
-            if setting == "policy":
-                return [("server", fr.result_response(frame.id, dict(self._roots)))]
-        try:
-            msg = fr.loads_strict(frame.raw)
-        except StrictJSONError as exc:
-            return [
-                (
-                    "server",
-                    fr.error_response(
-                        frame.id, fr.INVALID_REQUEST, f"refused by the gateway: {exc}"
-                    ),
-                )
-            ]
-        # The prompts of sampling and elicitation requests are server data like any other.
-        _, refusal = self._check_content(msg, method)
-        if refusal is not None:
-            self._audit_denial("s2c", method, frame.id, refusal)
-            return [("server", fr.error_response(frame.id, fr.DENIED, refusal.reason))]
-        ours = f"{RESERVED_ID_PREFIX}s-{next(self._ids)}"
-        self._remapped[ours] = (frame.id, method)
-        self._server_ids[frame.id] = ours
-        msg["id"] = ours
-        return [("client", fr.encode(msg))]
-
-    def _check_content(self, msg: dict[str, Any], method: str | None) -> tuple[bool, Deny | None]:
-        """Redact and check a server request or notification in place.
-
-        Returns whether it changed, and the refusal when ``injection: block`` stops it.
-        """
-        if not self._content.active:
-            return False, None
-        outcome = self._content.message(msg, method)
-        found = {**outcome.redactions, **outcome.flags}
-        if found:
-            self._outcomes.append(
-                {
-                    "direction": "s2c",
-                    "era": self.era,
-                    "method": method,
-                    "decision": "redact" if outcome.redactions else "flag",
-                    "findings": found,
-                }
-            )
-        refusal = Deny(*outcome.refusal) if outcome.refusal is not None else None
-        return outcome.changed, refusal
-
     def _server_notification(self, frame: Frame) -> list[Out]:
         stale = LIST_CHANGED.get(frame.method or "")
         if stale is not None and self._pins is not None:
@@ -787,8 +726,33 @@ class Session(PinnedCalls):
             for rid, p in [
                 *self._pending.items(),
                 *((rid, _Pending("tools/call", 0.0)) for rid in self._held),
+                *((rid, _Pending(a.call.method, 0.0)) for rid, a in self._asking.items()),
             ]
         ]
         self._pending.clear()
         self._held.clear()
-        return out
+        return out + self._drop_all("the server exited")
+
+    def launched(self, pid: int) -> None:
+        """The transport started the MCP server: what it starts may never approve a call."""
+        self._broker.launched(pid)
+
+    # -- what the approval flow needs ---------------------------------------------------------
+
+    def _audit_write(self, **fields: Any) -> None:
+        self._audit.write(**fields)
+
+    def _audit_args(self, args: Any) -> Any:
+        return self._audit.args(args)
+
+    def _session_ok(self, method: str, subject: str) -> bool:
+        rules = (
+            self._tools
+            if method == "tools/call"
+            else self._rules_for("prompt" if method == "prompts/get" else "resource")
+        )
+        return rules.remembers(subject)
+
+    def _no_wake(self, fn: Callable[[], list[Out]]) -> None:
+        # No transport set ``wake``: an answer that cannot be delivered must not vanish quietly.
+        self._log("an approval outcome arrived but no transport can deliver it; it was dropped")

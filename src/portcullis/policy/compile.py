@@ -218,6 +218,7 @@ def _rules(block: RuleBlock | None) -> Rules:
         allow=tuple(block.allow),
         confirm=tuple(block.confirm),
         deny=tuple(block.deny),
+        remember=tuple(block.remember),
     )
 
 

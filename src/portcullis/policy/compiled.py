@@ -36,6 +36,7 @@ class Rules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     allow: tuple[str, ...] = ()
     confirm: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    remember: tuple[str, ...] = ()  # confirm names an approval may cover for the session
 
 
 class ServerRequests(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

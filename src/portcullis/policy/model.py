@@ -186,6 +186,11 @@ class RuleBlock(_Block):
         default_factory=list, description="globs that need a human's approval"
     )
     deny: list[Glob] = Field(default_factory=list, description="globs that are always refused")
+    remember: list[Glob] = Field(
+        default_factory=list,
+        description="confirm globs whose approval the person may extend to the rest of the "
+        "session (otherwise each call is approved on its own)",
+    )
 
 
 class ServerRequestsBlock(_Block):

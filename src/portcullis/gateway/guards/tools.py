@@ -29,7 +29,7 @@ def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 class RuleSet:
     """A compiled ``tools:``/``prompts:``/``resources:`` block of one server."""
 
-    __slots__ = ("_cache", "_lists", "_subject", "rules", "server")
+    __slots__ = ("_cache", "_lists", "_remember", "_subject", "rules", "server")
 
     def __init__(self, rules: Rules, subject: Subject, server: str) -> None:
         self.rules = rules
@@ -40,6 +40,11 @@ class RuleSet:
             for action in ("deny", "confirm", "allow")
         ]
         self._cache: dict[str, Verdict] = {}
+        self._remember = _compile(rules.remember)
+
+    def remembers(self, name: str) -> bool:
+        """Whether an approval for ``name`` may cover the rest of the session (``remember:``)."""
+        return self._remember is not None and self._remember.fullmatch(name) is not None
 
     def decide(self, name: str) -> Verdict:
         """Return the verdict for one tool name, prompt name or resource URI."""

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Final
 
@@ -113,6 +113,7 @@ class StdioGateway:
         self._proc: subprocess.Popen[bytes] | None = None
         self._client_gone = False
         self._closing = False
+        session.wake = self._wake
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         exe = shutil.which(self.command[0], path=self.env.get("PATH")) or self.command[0]
@@ -145,6 +146,7 @@ class StdioGateway:
             self._client_out = os.dup(1)
             os.dup2(2, 1)
         self._proc = self._spawn()
+        self.session.launched(self._proc.pid)
         # Detectors load while the server starts: the two start-ups overlap.
         threading.Thread(
             target=self.session.prepare, name="portcullis-prepare", daemon=True
@@ -161,6 +163,7 @@ class StdioGateway:
         finally:
             # Also on an unexpected error: the server and its children never outlive us.
             self._closing = True
+            self._close_session()
             self._stop_child()
         upstream.join()
         return self._status()
@@ -174,6 +177,7 @@ class StdioGateway:
                 "stopping the server and exiting",
                 file=sys.stderr,
             )
+            self._close_session()
             self._stop_child()
             sys.stderr.flush()
             os._exit(70)  # EX_SOFTWARE
@@ -185,8 +189,27 @@ class StdioGateway:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._closing = True  # the reader thread must not exit with the child's status first
+        self._close_session()
         self._stop_child()
         os._exit(128 + signum)
+
+    def _close_session(self) -> None:
+        # Questions still open are withdrawn, so no approval queue entry outlives the gateway.
+        # Under the relay's lock when it can be had: a signal may arrive while this thread
+        # holds it, and exiting matters more than the race then.
+        locked = self._lock.acquire(timeout=1.0)
+        try:
+            with contextlib.suppress(Exception):
+                self.session.close()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _wake(self, fn: Callable[[], list[Out]]) -> None:
+        """Run ``fn`` (an approval outcome, from another thread) as if a frame had arrived."""
+        with self._lock:
+            outs = fn()
+        self._send(outs)
 
     def _send(self, outs: list[Out]) -> None:
         assert self._proc is not None
@@ -241,6 +264,7 @@ class StdioGateway:
         if not self._closing:
             # The server is gone: there is nothing left to relay, so the gateway ends too,
             # with the child's status, instead of waiting for the client to hang up.
+            self._close_session()
             self._stop_child()
             sys.stderr.flush()
             os._exit(self._status())
