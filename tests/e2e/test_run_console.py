@@ -248,19 +248,32 @@ def test_console_timeout_denies(gw: Gateway) -> None:
     assert approval_records(gw)[-1]["approval"] == {"channel": "console", "outcome": "timeout"}
 
 
-def test_cancellation_withdraws_the_console_entry(gw: Gateway) -> None:
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "portcullis-e2e-raw", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+def test_cancellation_withdraws_the_console_entry(gw: Gateway, era: str) -> None:
     """The client's notifications/cancelled removes the request from the queue."""
     raw = gw.raw(fixture_server(), CONSOLE)
-    raw.initialize()
-    raw.send(
-        {"id": 4, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}
-    )
+    params: dict[str, Any] = {"name": "echo", "arguments": {"text": "x"}}
+    if era == "legacy":
+        raw.initialize()
+    else:
+        params["_meta"] = MODERN_META
+    raw.send({"id": 4, "method": "tools/call", "params": params})
     [entry] = wait_pending(gw)
     raw.send({"method": "notifications/cancelled", "params": {"requestId": 4}})
     wait_empty(gw)
     assert approvals_cli(gw, "approve", entry["id"], "--code", entry["code"])[0] == 1
-    assert "result" in raw.request("tools/call", {"name": "big", "arguments": {"nbytes": 2}})
-    assert approval_records(gw)[-1]["approval"] == {"channel": "console", "outcome": "cancelled"}
+    later = {**params, "name": "big", "arguments": {"nbytes": 2}}
+    assert "result" in raw.request("tools/call", later)
+    final = approval_records(gw)[-1]
+    assert final["approval"] == {"channel": "console", "outcome": "cancelled"}
+    assert final["era"] == era
 
 
 def test_an_approval_covers_one_call_with_those_arguments(gw: Gateway) -> None:
@@ -292,9 +305,10 @@ defaults:
 
 
 @pytest.mark.anyio
-async def test_client_without_elicitation_falls_back_to_the_console(gw: Gateway) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_client_without_elicitation_falls_back_to_the_console(gw: Gateway, mode: str) -> None:
     """No elicitation capability: the next channel (console) is asked instead."""
-    async with gw.client(fixture_server(), FALLBACK) as client:
+    async with gw.client(fixture_server(), FALLBACK, mode=mode) as client:
         result = await call_and_answer(
             gw, client, "via console", lambda entry: person_says(gw, "approve", entry)
         )
