@@ -32,8 +32,14 @@ PYTHON = sys.executable
 EVERYTHING = ROOT / "tests" / "servers" / "node_modules" / ".bin" / "mcp-server-everything"
 
 SERVERS = ("trivial", "everything")
-MODES = ("direct", "relay", "run")
-MODE_LABEL = {"direct": "direct", "relay": "relay only", "run": "run (default policy)"}
+MODES = ("direct", "relay", "run", "sandbox")
+BIG_MODES = ("direct", "relay", "run")
+MODE_LABEL = {
+    "direct": "direct",
+    "relay": "relay only",
+    "run": "run (default policy)",
+    "sandbox": "run, sandboxed",
+}
 WARMUP = 100
 BIG_SIZES = (1_000_000, 10_000_000)
 COLD_CALLS = 10
@@ -45,6 +51,13 @@ CHUNK = 1 << 16
 TARGET_ADDED_US = 100.0
 TARGET_START_MS = 150.0
 TARGET_RSS_MB = 60.0
+TARGET_SANDBOX_START_MS = 20.0
+# The same policy with the server in the sandbox (bubblewrap, Landlock, seccomp); the trivial
+# server needs this directory and the run's temporary directory (its first-byte file).
+SANDBOX = {
+    "trivial": "{{profile: python, filesystem: {{read_only: [{here}], read_write: [{tmp}]}}}}",
+    "everything": "{{profile: node}}",
+}
 
 POLICY = """\
 # The benchmark's "default policy": tool rules, the built-in defaults written out (secret
@@ -261,7 +274,8 @@ def run_small(server: str, mode: str, calls: int, ctx: dict) -> dict:
     """One process tree: handshake, warm-up, ``calls`` timed echo calls; /proc readings."""
     tmp: Path = ctx["tmp"]
     fb_file = tmp / f"first-byte-{time.time_ns()}" if server == "trivial" else None
-    argv = gateway_argv(mode, server_argv(server, fb_file), ctx["policy"])
+    policy = ctx[f"sandbox_{server}"] if mode == "sandbox" else ctx["policy"]
+    argv = gateway_argv(mode, server_argv(server, fb_file), policy)
     conn = Conn(argv, ctx["env"], tmp / "stderr.txt")
     try:
         init_ms = conn.handshake()
@@ -361,6 +375,11 @@ def benchmark(runs: int, calls: int, big_per_size: int, progress) -> dict:
             "text": text[: max(BIG_SIZES)],
             "env": {**os.environ, "PORTCULLIS_HOME": str(tmp / "home")},
         }
+        for server, sandbox in SANDBOX.items():
+            path = tmp / f"policy-sandbox-{server}.yaml"
+            text = POLICY + f"    sandbox: {sandbox.format(here=HERE, tmp=tmp)}\n"
+            path.write_text(text)
+            ctx[f"sandbox_{server}"] = path
 
         # One start with the state directory still empty (no install key, no compiled policy
         # cached), after a throwaway direct start that puts the interpreter's files in the page
@@ -371,13 +390,13 @@ def benchmark(runs: int, calls: int, big_per_size: int, progress) -> dict:
 
         configs = [(s, m) for s in SERVERS for m in MODES]
         small: dict = {c: [] for c in configs}
-        big: dict = {m: [] for m in MODES}
+        big: dict = {m: [] for m in BIG_MODES}
         for rep in range(runs):
             order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
             for server, mode in order:
                 progress(f"run {rep + 1}/{runs}: {server} {mode}")
                 small[(server, mode)].append(attempt(run_small, server, mode, calls, ctx))
-            for mode in MODES[rep % 3 :] + MODES[: rep % 3]:
+            for mode in BIG_MODES[rep % 3 :] + BIG_MODES[: rep % 3]:
                 progress(f"run {rep + 1}/{runs}: large payloads {mode}")
                 big[mode].append(attempt(run_big, mode, big_per_size, ctx))
         audit = ctx["env"]["PORTCULLIS_HOME"] + "/audit.jsonl"
@@ -443,6 +462,12 @@ def summarize(
         return next(r for r in rows if r["server"] == "trivial" and r["config"] == config)
 
     run_row = row_of("run")
+    sandbox_row = row_of("sandbox")
+    sandbox_start = sandbox_added = None
+    if sandbox_row.get("first_byte_ms") is not None and run_row.get("first_byte_ms") is not None:
+        sandbox_start = sandbox_row["first_byte_ms"] - run_row["first_byte_ms"]
+    if sandbox_row.get("median_us") is not None and run_row.get("median_us") is not None:
+        sandbox_added = sandbox_row["median_us"] - run_row["median_us"]
     floor_ms = row_of("direct").get("first_byte_ms")
     cold_share = None
     if cold.get("first_byte_ms") is not None and floor_ms is not None:
@@ -470,6 +495,13 @@ def summarize(
             "MB",
             "{:.1f} MiB",
         ),
+        target(
+            "sandboxed start → first forwarded byte, over unsandboxed run",
+            sandbox_start,
+            TARGET_SANDBOX_START_MS,
+            "ms",
+            "{:+.1f} ms",
+        ),
     ]
     notes = [
         target(
@@ -487,6 +519,13 @@ def summarize(
             40.0,
             "µs",
             "+{:.1f} µs",
+        ),
+        target(
+            "sandboxed per-call median over unsandboxed run, trivial server (no change expected)",
+            sandbox_added,
+            10.0,
+            "µs",
+            "{:+.1f} µs",
         ),
     ]
     return {
@@ -513,7 +552,7 @@ def summarize(
 
 def expected_audit(rows: list, large: list, cold: dict, calls: int, big_per_size: int) -> int:
     """Two records per tools/call made through `run`: warm-up, timed, large and cold-start."""
-    small_runs = sum(r["runs_ok"] for r in rows if r["config"] == "run")
+    small_runs = sum(r["runs_ok"] for r in rows if r["config"] in ("run", "sandbox"))
     big_runs = next(e["runs_ok"] for e in large if e["config"] == "run")
     per_big_run = (big_per_size + 1) * len(BIG_SIZES)
     cold_calls = 0 if "error" in cold else WARMUP + COLD_CALLS

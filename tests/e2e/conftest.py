@@ -376,6 +376,7 @@ class Gateway:
         policy: str | Path | None = ALLOW_ALL,
         *,
         options: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the gateway with an empty stdin (the client hangs up at once); capture output."""
         return subprocess.run(
@@ -383,7 +384,7 @@ class Gateway:
             input="",
             capture_output=True,
             text=True,
-            env=self.env(),
+            env=env if env is not None else self.env(),
             cwd=self.tmp,
             timeout=TIMEOUT,
             check=False,

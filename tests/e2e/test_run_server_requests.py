@@ -243,22 +243,3 @@ async def test_roots_deny_2026(gw: Gateway) -> None:
     assert roots.is_error
     assert "rule server_requests.roots" in text_of(roots)
     assert cb.calls == []
-
-
-@pytest.mark.parametrize(
-    ("key", "setting"),
-    [
-        ("sandbox", "sandbox: {required: true}"),
-        ("paths", "paths: {roots: [/tmp], read_only: true}"),
-    ],
-)
-def test_unenforced_keys_refuse_to_start(gw: Gateway, key: str, setting: str) -> None:
-    """A policy that writes a key this version cannot enforce makes run refuse to start (exit 2)."""
-    pid_file = gw.tmp / "server.pid"
-    policy = f"version: 1\ndefaults:\n  tools: {{default: allow}}\n  {setting}\n"
-    done = gw.run(fixture_server("--pid-file", str(pid_file)), policy)
-    assert done.returncode == 2, done.stderr
-    assert key in done.stderr
-    assert "refusing to start" in done.stderr
-    assert done.stdout == ""
-    assert not pid_file.exists(), "the server was started"

@@ -36,8 +36,7 @@ def test_validate_ok(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"ok: {DESIGN_EXAMPLE} (3 servers)\n"
     assert (
-        "not enforced by this version, `portcullis run` will refuse to start: "
-        "servers.web.sandbox, serve\n"
+        "not enforced by this version, `portcullis run` will refuse to start: serve\n"
     ) in result.stderr
 
 

@@ -59,9 +59,9 @@ def test_design_example_lists_its_unimplemented_keys():
     policy = load(DESIGN_EXAMPLE)
     assert policy.servers["files"].unimplemented == ()
     assert policy.servers["db"].unimplemented == ()
-    assert policy.servers["web"].unimplemented == ("servers.web.sandbox",)
+    assert policy.servers["web"].unimplemented == ()
     assert policy.unimplemented == ("serve",)
-    assert unimplemented_keys(policy) == ["servers.web.sandbox", "serve"]
+    assert unimplemented_keys(policy) == ["serve"]
 
 
 def test_design_example_argument_guards_compile():
@@ -77,15 +77,16 @@ def test_design_example_argument_guards_compile():
     assert web.urls.allow_hosts == ("*.python.org", "docs.example.com")
 
 
-def test_read_only_paths_need_the_sandbox(write_policy):
-    """paths.read_only is a sandbox bind: without the sandbox it is listed as unimplemented."""
+def test_read_only_paths_compile(write_policy):
+    """paths.read_only reaches the compiled policy (run refuses it without a sandbox)."""
     policy = load(
         write_policy(
             "version: 1\nservers:\n  a:\n    tools: {default: allow}\n"
             "    paths: {roots: [/srv], read_only: true}\n"
         )
     )
-    assert policy.servers["a"].unimplemented == ("servers.a.paths",)
+    assert policy.servers["a"].unimplemented == ()
+    assert policy.servers["a"].paths.read_only is True
 
 
 def test_design_example_audit_and_approvals():
@@ -140,8 +141,8 @@ def test_server_override_clears_an_inherited_unimplemented_key(write_policy):
     assert policy.servers["quiet"].redact == ()
 
 
-def test_later_blocks_in_defaults_are_listed_on_inheriting_servers(write_policy):
-    """A `defaults.sandbox` block is unimplemented for every server that inherits it."""
+def test_sandbox_in_defaults_reaches_inheriting_servers(write_policy):
+    """A `defaults.sandbox` block applies to every server that does not write its own."""
     policy = load(
         write_policy("""
         version: 1
@@ -154,8 +155,9 @@ def test_later_blocks_in_defaults_are_listed_on_inheriting_servers(write_policy)
           b: {paths: {roots: [/opt]}, sandbox: {required: false}}
     """)
     )
-    assert policy.servers["a"].unimplemented == ("defaults.sandbox",)
-    assert policy.servers["b"].unimplemented == ("servers.b.sandbox",)
+    a, b = policy.servers["a"].sandbox, policy.servers["b"].sandbox
+    assert a is not None and a.required and a.profile == "binary" and a.network == "none"
+    assert b is not None and not b.required
     assert policy.servers["a"].roots == ("/srv",)
     assert policy.servers["b"].roots == ("/opt",)
 

@@ -21,7 +21,18 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from portcullis.cli import approvals, audit, check, demo, detect, pin, policy, redact, run
+    from portcullis.cli import (
+        approvals,
+        audit,
+        check,
+        demo,
+        detect,
+        pin,
+        policy,
+        redact,
+        run,
+        sandbox,
+    )
 
     parser = argparse.ArgumentParser(
         prog="portcullis",
@@ -30,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"portcullis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (run, check, redact, detect, pin, policy, audit, demo, approvals):
+    for module in (run, check, redact, detect, pin, policy, audit, demo, approvals, sandbox):
         module.register(sub)
     return parser
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from portcullis.approval.broker import Broker
     from portcullis.approval.request import Channel
+    from portcullis.gateway.auditor import Auditor
+    from portcullis.policy.compiled import ServerPolicy
+    from portcullis.sandbox.launch import Sandboxed
 
 __all__ = ["register"]
 
@@ -80,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
                 f'server "{server.name}" in {where} has no command; give one after `--`'
             )
         command = [launch.command, *launch.args]
-    env = child_env(resolve_env(launch.env), args.pass_env)
+    server_env = resolve_env(launch.env)
+    env = child_env(server_env, args.pass_env)
 
     home = state_dir()
     key = install_key(home)
@@ -132,10 +137,61 @@ def _run(args: argparse.Namespace) -> int:
         sealer=Sealer(key),
         principal=getpass.getuser(),
     )
+    sandboxed = _sandbox(server, command, server_env, args.pass_env, protected, home, auditor)
+    cwd = launch.cwd
+    if sandboxed is not None:
+        # The server's working directory is set inside the sandbox (--chdir).
+        command, env, cwd = sandboxed.plan.argv, sandboxed.plan.env, None
     try:
-        return StdioGateway(session, command, env=env, cwd=launch.cwd).run()
+        return StdioGateway(session, command, env=env, cwd=cwd).run()
     finally:
+        if sandboxed is not None:
+            sandboxed.close()
         log.close()
+
+
+def _sandbox(
+    server: ServerPolicy,
+    command: list[str],
+    server_env: dict[str, str],
+    pass_env: list[str],
+    protected: list[str],
+    home: Path,
+    auditor: Auditor,
+) -> Sandboxed | None:
+    """The sandboxed launch, when the policy has ``sandbox:`` (None: run as it is)."""
+    if server.sandbox is None and not server.paths.read_only:
+        return None
+    import os
+
+    from portcullis._exceptions import AuditError
+    from portcullis.sandbox.launch import prepare
+
+    def record(fields: dict[str, Any]) -> None:
+        with contextlib.suppress(AuditError):
+            auditor.write(direction="c2s", method="sandbox/egress", **fields)
+
+    result = prepare(
+        server,
+        command,
+        env=server_env,
+        passthrough=os.environ,
+        pass_env=pass_env,
+        protected=protected,
+        state_dir=home,
+        log=_warn,
+        record=record,
+    )
+    if isinstance(result, str):
+        auditor.write(
+            direction="c2s",
+            method="sandbox",
+            decision="flag",
+            rule="sandbox.unavailable",
+            reason=f"running without the sandbox: {result}",
+        )
+        return None
+    return result
 
 
 def _broker(channels: tuple[str, ...], timeout_s: float, home: Path) -> Broker:

@@ -91,7 +91,7 @@ from typing import Final
 
 from portcullis.detect.verdicts import Allow, Deny
 
-__all__ = ["UrlGuard", "classify", "looks_like_url", "redact_url"]
+__all__ = ["UrlGuard", "classify", "default_resolve", "looks_like_url", "redact_url"]
 
 Resolver = Callable[[str], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -306,7 +306,11 @@ class _Parsed:
         self.port = port
 
 
-def _default_resolve(host: str) -> list[str]:
+def default_resolve(host: str) -> list[str]:
+    """Every address ``host`` resolves to (A and AAAA), as strings: the guard's default resolver.
+
+    Public so that the sandbox's egress proxy resolves exactly as the guard does.
+    """
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
@@ -381,7 +385,7 @@ class UrlGuard:
         self.allow_hosts = tuple(_Pattern(p) for p in allow_hosts)
         self._hosts_text = ", ".join(allow_hosts)
         self.deny_private = deny_private
-        self._resolve = resolve if resolve is not None else _default_resolve
+        self._resolve = resolve if resolve is not None else default_resolve
 
     def check(self, value: str, *, argument: str) -> Allow | Deny:
         """Allow ``value`` or deny it with a rule and a one-sentence reason."""

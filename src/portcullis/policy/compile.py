@@ -23,6 +23,7 @@ from portcullis.policy.compiled import (
     Launch,
     PathSettings,
     Rules,
+    SandboxSettings,
     ServerPolicy,
     ServerRequests,
     SqlSettings,
@@ -35,6 +36,7 @@ from portcullis.policy.model import (
     PathsBlock,
     PolicyFile,
     RuleBlock,
+    SandboxBlock,
     ServerEntry,
     ServerRequestsBlock,
     SqlBlock,
@@ -61,7 +63,7 @@ GUARD_KEYS = (
     "constraints",
 )
 # Blocks whose guard arrives in a later release: writing one at all means "enforce this".
-_LATER_BLOCKS = ("sandbox",)
+_LATER_BLOCKS: tuple[str, ...] = ()
 
 
 def compile_policy(
@@ -154,7 +156,21 @@ def _server(
         sql=_sql(values["sql"]),
         urls=_urls(values["urls"]),
         constraints=_constraints(values["constraints"]),
+        sandbox=_sandbox(values["sandbox"]),
         unimplemented=tuple(unimplemented),
+    )
+
+
+def _sandbox(block: SandboxBlock | None) -> SandboxSettings | None:
+    if block is None:
+        return None
+    return SandboxSettings(
+        required=block.required,
+        profile=block.profile,
+        network=block.network,
+        read_only=tuple(os.path.expanduser(p) for p in block.filesystem.read_only),
+        read_write=tuple(os.path.expanduser(p) for p in block.filesystem.read_write),
+        env=tuple(block.env),
     )
 
 
@@ -204,9 +220,6 @@ def _constraints(
 
 
 def _needs_later_guard(key: str, value: Any) -> bool:
-    if key == "paths" and value is not None:
-        # Read-only roots are a sandbox bind: without the sandbox nothing would enforce them.
-        return bool(value.read_only)
     return key in _LATER_BLOCKS and value is not None
 
 

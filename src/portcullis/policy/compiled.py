@@ -19,6 +19,7 @@ __all__ = [
     "Launch",
     "PathSettings",
     "Rules",
+    "SandboxSettings",
     "ServerPolicy",
     "ServerRequests",
     "SqlSettings",
@@ -95,6 +96,17 @@ class ArgConstraint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     forbid: tuple[str, ...] = ()
 
 
+class SandboxSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``sandbox:``: how the server's process is confined (Linux, bubblewrap)."""
+
+    required: bool = True
+    profile: Literal["node", "python", "binary"] = "binary"
+    network: Literal["none", "allow_hosts", "host"] = "none"
+    read_only: tuple[str, ...] = ()
+    read_write: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+
+
 class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One server's effective policy, with the defaults merged in."""
 
@@ -115,6 +127,7 @@ class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     urls: UrlSettings | None = None
     # tool glob -> argument name or JSON pointer -> constraint
     constraints: dict[str, dict[str, ArgConstraint]] = msgspec.field(default_factory=dict)
+    sandbox: SandboxSettings | None = None
     # Key paths set in the file whose guard this version does not have: `run` refuses to start.
     unimplemented: tuple[str, ...] = ()
 

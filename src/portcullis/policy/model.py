@@ -307,17 +307,19 @@ class SandboxFilesystem(_Block):
 
 
 class SandboxBlock(_Block):
-    """Run the server in a sandbox (enforced in a later release)."""
+    """Run the server in a sandbox (Linux: bubblewrap, with Landlock and seccomp layers)."""
 
     required: bool = Field(
-        default=False, description="refuse to start when no sandbox is available"
+        default=True,
+        description="refuse to start when no sandbox is available (false: run unsandboxed, "
+        "with a warning)",
     )
     profile: Literal["node", "python", "binary"] = Field(
         default="binary", description="which runtime files are bound read-only"
     )
     network: Literal["none", "allow_hosts", "host"] = Field(
         default="none",
-        description="no network, egress proxy limited to urls.allow_hosts, or the host's",
+        description="no network, an egress proxy limited to urls.allow_hosts, or the host's",
     )
     filesystem: SandboxFilesystem = SandboxFilesystem()
     env: list[EnvName] = Field(

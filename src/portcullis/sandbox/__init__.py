@@ -1,0 +1,1 @@
+"""The sandbox MCP servers run in: bubblewrap, Landlock, seccomp and egress control."""
