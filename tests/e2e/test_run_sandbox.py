@@ -237,6 +237,43 @@ async def test_npx_server_runs_from_the_pinned_cache(
     assert text_of(inside) == "inside the root"
 
 
+@pytest.fixture(scope="module")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A uv cache with mcp-server-time's tool environment built by a real uvx run."""
+    cache = tmp_path_factory.mktemp("uv")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "uvx"), "mcp-server-time@2026.10.19", "--help"],
+        env={**os.environ, "UV_CACHE_DIR": str(cache)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return cache
+
+
+@pytest.mark.anyio
+async def test_uvx_tool_runs_from_uvs_cache(gw: Gateway, box: Box, uv_cache: Path) -> None:
+    """`uvx mcp-server-time@VERSION` runs inside from the environment uv built, read-only."""
+    uvx = Path(sys.executable).parent / "uvx"
+    policy = (
+        "version: 1\n"
+        "servers:\n"
+        "  time:\n"
+        f"    command: {uvx}\n"
+        "    args: [mcp-server-time@2026.10.19]\n"
+        f"    env: {{UV_CACHE_DIR: {uv_cache}}}\n"
+        "    tools: {default: allow}\n"
+        "    sandbox: {profile: python}\n"
+    )
+    async with gw.client(None, policy, options=["--server", "time"], env=box.env()) as client:
+        result = await client.call_tool("get_current_time", {"timezone": "UTC"})
+    assert not result.is_error, text_of(result)
+    assert "UTC" in text_of(result)
+
+
 def test_unpinned_npx_is_refused(gw: Gateway, box: Box) -> None:
     """Npx without a version cannot run in the sandbox: there is no known package to bind."""
     policy = box.policy("{profile: node}")

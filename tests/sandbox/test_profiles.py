@@ -55,3 +55,16 @@ def test_missing_command_is_a_config_error() -> None:
     """A command that is not on the PATH cannot be sandboxed."""
     with pytest.raises(ConfigError, match="cannot find"):
         runtime("binary", ["no-such-command-here"], {"PATH": "/nonexistent"})
+
+
+def test_unpinned_uvx_is_refused() -> None:
+    """A uvx tool without a version cannot say which environment to run."""
+    with pytest.raises(ConfigError, match="not pinned"):
+        runtime("python", ["uvx", "mcp-server-time"], {"PATH": str(Path(sys.executable).parent)})
+
+
+def test_uvx_tool_missing_from_the_cache_says_how_to_install(tmp_path: Path) -> None:
+    """A pinned tool uv never built: the error gives the command that does."""
+    env = {"PATH": str(Path(sys.executable).parent), "UV_CACHE_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"uvx mcp-server-time@1\.0 --help"):
+        runtime("python", ["uvx", "mcp-server-time@1.0"], env)

@@ -7,6 +7,8 @@ in (found through ``pyvenv.cfg``). ``node``: also the node installation and the
 npx already installed in its cache (``_npx``), which runs from there read-only, because npx
 itself needs a writable cache (read-only, it answers ENOTCACHED even for cached packages) and
 installing inside the sandbox would run the package's install scripts there on every start.
+``uvx PKG@VERSION`` likewise runs the tool from the environment uv already built in its cache
+(uv will not even take its lock on a read-only cache).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def runtime(profile: str, argv: Sequence[str], env: Mapping[str, str]) -> Runtim
     exe = shutil.which(command[0], path=env.get("PATH")) if command else None
     if exe is None:
         raise ConfigError(f"cannot find the server command {command[:1]} to sandbox it")
+    if profile == "python" and os.path.basename(exe) == "uvx":
+        command = _uvx(command, env)
+        exe = command[0]
     if profile == "node" and os.path.basename(exe) == "npx":
         command, package = _npx(command, env)
         paths.append(package)
@@ -178,6 +183,43 @@ def _npx(argv: list[str], env: Mapping[str, str]) -> tuple[list[str], str]:
         f"sandbox with `npx -y {spec} --help` (or set npm_config_cache in the server's env to "
         "where it is), then start again"
     )
+
+
+def _uvx(argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """``uvx PKG@VER ARGS`` → the tool's command in the environment uv built for it."""
+    args = argv[1:]
+    if not args or args[0].startswith("-"):
+        raise ConfigError(
+            f"the python profile runs `uvx PACKAGE@VERSION ARGS`, not {' '.join(argv)}"
+        )
+    spec, rest = args[0], args[1:]
+    name, sep, version = spec.partition("==") if "==" in spec else spec.partition("@")
+    if not sep or not name or not version:
+        raise ConfigError(
+            f"uvx package {spec!r} is not pinned: write {spec}@VERSION so that the sandbox "
+            "runs a known version from uv's cache"
+        )
+    default = Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME", "~")) / ".cache") / "uv"
+    cache = Path(env.get("UV_CACHE_DIR") or default).expanduser()
+    wanted = f"{_normalise(name)}-{version}.dist-info"
+    for link in sorted(cache.glob("environments-v*/*/*")):
+        if not link.is_dir():
+            continue
+        venv = link.resolve()
+        tool = venv / "bin" / name
+        if tool.exists() and any(
+            d.name.lower() == wanted.lower() for d in venv.glob("lib/python*/site-packages/*")
+        ):
+            return [str(tool), *rest]
+    raise ConfigError(
+        f"{spec} is not in uv's cache ({cache}); install it once outside the sandbox with "
+        f"`uvx {spec} --help` (or set UV_CACHE_DIR in the server's env to where it is), then "
+        "start again"
+    )
+
+
+def _normalise(name: str) -> str:
+    return "".join("_" if c in "-." else c for c in name.lower())
 
 
 def _package_bin(package: Path, name: str) -> Path | None:
