@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from portcullis.approval.broker import Broker
     from portcullis.approval.request import Channel
     from portcullis.gateway.auditor import Auditor
-    from portcullis.policy.compiled import ServerPolicy
+    from portcullis.gateway.session import Session
+    from portcullis.policy.compiled import CompiledPolicy, ServerPolicy
     from portcullis.sandbox.launch import Sandboxed
 
 __all__ = ["register"]
@@ -52,13 +53,10 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     import getpass
     import secrets
-    import sys
 
     from portcullis._exceptions import AuditError, ConfigError
     from portcullis._state import install_key, state_dir
-    from portcullis.audit import AuditLog, digest_args
-    from portcullis.gateway.session import Auditor, Session
-    from portcullis.gateway.transports.stdio import StdioGateway, child_env
+    from portcullis.gateway.transports.stdio import StdioGateway, child_env, discard, spawn
     from portcullis.policy.load import load_policy, select_server
     from portcullis.policy.refs import resolve_env
 
@@ -86,68 +84,110 @@ def _run(args: argparse.Namespace) -> int:
         command = [launch.command, *launch.args]
     server_env = resolve_env(launch.env)
     env = child_env(server_env, args.pass_env)
-
     home = state_dir()
-    key = install_key(home)
-    log_path = Path(policy.audit.path).expanduser() if policy.audit.path else home / "audit.jsonl"
+    from portcullis.detect.paths import default_protected
+
+    # The policy, the state directory and every MCP client configuration are off limits to
+    # every guarded tool, whatever the roots say (and never bound into a sandbox).
+    protected = default_protected(policy.source, str(home))
+    egress: list[Auditor] = []  # the audit, once it is open, for the egress proxy's records
+    sandboxed = _sandbox(server, command, server_env, args.pass_env, protected, home, egress)
+    unsandboxed = sandboxed if isinstance(sandboxed, str) else None
+    jail = sandboxed if not isinstance(sandboxed, str) else None
+    cwd = launch.cwd
+    argv, server_process_env = command, env
+    if jail is not None:
+        # The server's working directory is set inside the sandbox (--chdir).
+        argv, server_process_env, cwd = jail.plan.argv, jail.plan.env, None
+    # Started now, so that its start-up (and the sandbox's) overlaps the gateway's own.
+    proc = spawn(argv, env=server_process_env, cwd=cwd)
+    log = None
     try:
-        log = AuditLog(log_path, key, rotate_bytes=policy.audit.rotate_bytes)
-    except AuditError as exc:
-        raise ConfigError(f"refusing to start: the audit log cannot be written: {exc}") from exc
-    arguments = policy.audit.arguments
-    auditor = Auditor(
-        log.append,
-        lambda value: digest_args(key, value),
-        arguments=arguments,
-        base={
-            "policy": policy.digest,
-            "session": secrets.token_hex(8),
-            "principal": getpass.getuser(),
-            "server": server.name,
-        },
-    )
+        from portcullis.audit import AuditLog, digest_args
+        from portcullis.gateway.auditor import Auditor
+
+        key = install_key(home)
+        log_path = (
+            Path(policy.audit.path).expanduser() if policy.audit.path else home / "audit.jsonl"
+        )
+        try:
+            log = AuditLog(log_path, key, rotate_bytes=policy.audit.rotate_bytes)
+        except AuditError as exc:
+            raise ConfigError(f"refusing to start: the audit log cannot be written: {exc}") from exc
+        auditor = Auditor(
+            log.append,
+            lambda value: digest_args(key, value),
+            arguments=policy.audit.arguments,
+            base={
+                "policy": policy.digest,
+                "session": secrets.token_hex(8),
+                "principal": getpass.getuser(),
+                "server": server.name,
+            },
+        )
+        egress.append(auditor)
+        if unsandboxed is not None:
+            auditor.write(
+                direction="c2s",
+                method="sandbox",
+                decision="flag",
+                rule="sandbox.unavailable",
+                reason=f"running without the sandbox: {unsandboxed}",
+            )
+        session = _session(server, policy, command, auditor, key, home, protected)
+        gateway = StdioGateway(session, argv, env=server_process_env, cwd=cwd, proc=proc)
+    except BaseException:
+        discard(proc)
+        if jail is not None:
+            jail.close()
+        if log is not None:
+            log.close()
+        raise
+    try:
+        return gateway.run()
+    finally:
+        if jail is not None:
+            jail.close()
+        log.close()
+
+
+def _session(
+    server: ServerPolicy,
+    policy: CompiledPolicy,
+    command: list[str],
+    auditor: Auditor,
+    key: bytes,
+    home: Path,
+    protected: list[str],
+) -> Session:
+    """The relay's decisions: rules, pins, argument guards, approvals."""
+    import getpass
+
+    from portcullis.approval.seal import Sealer
+    from portcullis.gateway.guards.arguments import ArgumentGuard
+    from portcullis.gateway.session import Session
+
     if server.mode == "observe":
-        print(
-            f'portcullis: WARNING: server "{server.name}" is in observe mode: decisions are '
-            "audited but NOT enforced; every call is forwarded",
-            file=sys.stderr,
+        _warn(
+            f'WARNING: server "{server.name}" is in observe mode: decisions are audited but '
+            "NOT enforced; every call is forwarded"
         )
     pins = None
     if server.pin:
         from portcullis.gateway.guards.pinning import PinGuard
         from portcullis.pins import PinStore, launch_id
 
-        identity = launch_id(server.name, command[0], command[1:], env=launch.env.keys())
+        identity = launch_id(server.name, command[0], command[1:], env=server.launch.env.keys())
         pins = PinGuard(PinStore(), server.name, identity, log=_warn)
-    from portcullis.detect.paths import default_protected
-    from portcullis.gateway.guards.arguments import ArgumentGuard
-
-    # The policy, the state directory and every MCP client configuration are off limits to
-    # every guarded tool, whatever the roots say.
-    protected = default_protected(policy.source, str(home))
-    guard = ArgumentGuard(server, protected=protected, cwd=launch.cwd)
-    from portcullis.approval.seal import Sealer
-
-    session = Session(
+    return Session(
         server,
         auditor,
         pins=pins,
-        arguments=guard,
+        arguments=ArgumentGuard(server, protected=protected, cwd=server.launch.cwd),
         broker=_broker(policy.approvals.channels, policy.approvals.timeout_s, home),
         sealer=Sealer(key),
         principal=getpass.getuser(),
     )
-    sandboxed = _sandbox(server, command, server_env, args.pass_env, protected, home, auditor)
-    cwd = launch.cwd
-    if sandboxed is not None:
-        # The server's working directory is set inside the sandbox (--chdir).
-        command, env, cwd = sandboxed.plan.argv, sandboxed.plan.env, None
-    try:
-        return StdioGateway(session, command, env=env, cwd=cwd).run()
-    finally:
-        if sandboxed is not None:
-            sandboxed.close()
-        log.close()
 
 
 def _sandbox(
@@ -157,9 +197,9 @@ def _sandbox(
     pass_env: list[str],
     protected: list[str],
     home: Path,
-    auditor: Auditor,
-) -> Sandboxed | None:
-    """The sandboxed launch, when the policy has ``sandbox:`` (None: run as it is)."""
+    egress: list[Auditor],
+) -> Sandboxed | str | None:
+    """The sandboxed launch; why it runs unsandboxed; or None when no sandbox is asked for."""
     if server.sandbox is None and not server.paths.read_only:
         return None
     import os
@@ -168,10 +208,11 @@ def _sandbox(
     from portcullis.sandbox.launch import prepare
 
     def record(fields: dict[str, Any]) -> None:
-        with contextlib.suppress(AuditError):
-            auditor.write(direction="c2s", method="sandbox/egress", **fields)
+        for auditor in egress:
+            with contextlib.suppress(AuditError):
+                auditor.write(direction="c2s", method="sandbox/egress", **fields)
 
-    result = prepare(
+    return prepare(
         server,
         command,
         env=server_env,
@@ -182,16 +223,6 @@ def _sandbox(
         log=_warn,
         record=record,
     )
-    if isinstance(result, str):
-        auditor.write(
-            direction="c2s",
-            method="sandbox",
-            decision="flag",
-            rule="sandbox.unavailable",
-            reason=f"running without the sandbox: {result}",
-        )
-        return None
-    return result
 
 
 def _broker(channels: tuple[str, ...], timeout_s: float, home: Path) -> Broker:

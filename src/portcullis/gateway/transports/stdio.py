@@ -20,13 +20,17 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from portcullis._exceptions import ConfigError
 from portcullis.gateway.frames import LineReader, Oversize
-from portcullis.gateway.session import Dest, Out, Session
 
-__all__ = ["BASE_ENV", "StdioGateway", "child_env"]
+if TYPE_CHECKING:
+    # Types only: `run` starts the server before importing the session's guards, so the
+    # server's start-up overlaps that import.
+    from portcullis.gateway.session import Dest, Out, Session
+
+__all__ = ["BASE_ENV", "StdioGateway", "child_env", "discard", "spawn"]
 
 # What a server needs to run at all; everything else must be named by the policy.
 BASE_ENV: Final = (
@@ -88,6 +92,46 @@ def _write_all(fd: int, data: bytes) -> None:
     os.write(fd, b"\n")
 
 
+def spawn(
+    command: Sequence[str], *, env: dict[str, str], cwd: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the server in its own session (process group) with pipes for stdin and stdout."""
+    exe = shutil.which(command[0], path=env.get("PATH")) or command[0]
+    # Windows has no sessions; a new process group is the nearest equivalent.
+    flags = 0 if os.name == "posix" else getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    try:
+        return subprocess.Popen(
+            [exe, *command[1:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            bufsize=0,
+            env=env,
+            cwd=cwd,
+            start_new_session=os.name == "posix",
+            creationflags=flags,
+        )
+    except OSError as exc:
+        # A server that cannot be started is a configuration problem (exit 2), not an exit
+        # status of the server's own.
+        raise ConfigError(
+            f"cannot start the MCP server {command[0]!r}: {exc.strerror or exc}"
+        ) from exc
+
+
+def discard(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server started with :func:`spawn` that will never be relayed (and its group)."""
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    else:  # pragma: no cover - Windows
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 class StdioGateway:
     """Relay between our stdio and a child server, applying a :class:`Session`'s decisions."""
 
@@ -100,7 +144,12 @@ class StdioGateway:
         cwd: str | None = None,
         client_in: int = 0,
         client_out: int | None = None,
+        proc: subprocess.Popen[bytes] | None = None,
     ) -> None:
+        """Relay for ``session``; ``proc`` is the server if already started with :func:`spawn`.
+
+        Starting it early lets its start-up (and the sandbox's) overlap the gateway's.
+        """
         self.session = session
         self.command = list(command)
         self.env = env
@@ -110,33 +159,10 @@ class StdioGateway:
         self._lock = threading.Lock()
         self._to_client = threading.Lock()
         self._to_server = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = proc
         self._client_gone = False
         self._closing = False
         session.wake = self._wake
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        exe = shutil.which(self.command[0], path=self.env.get("PATH")) or self.command[0]
-        # Windows has no sessions; a new process group is the nearest equivalent.
-        flags = 0 if os.name == "posix" else getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        try:
-            return subprocess.Popen(
-                [exe, *self.command[1:]],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=None,
-                bufsize=0,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=os.name == "posix",
-                creationflags=flags,
-            )
-        except OSError as exc:
-            # A server that cannot be started is a configuration problem (exit 2), not an exit
-            # status of the server's own.
-            raise ConfigError(
-                f"cannot start the MCP server {self.command[0]!r}: {exc.strerror or exc}"
-            ) from exc
 
     def run(self) -> int:
         """Relay until the client or the server goes away; return the child's exit status."""
@@ -145,7 +171,8 @@ class StdioGateway:
             # library, a warning) lands on stderr instead of corrupting the stream.
             self._client_out = os.dup(1)
             os.dup2(2, 1)
-        self._proc = self._spawn()
+        if self._proc is None:
+            self._proc = spawn(self.command, env=self.env, cwd=self.cwd)
         self.session.launched(self._proc.pid)
         # Detectors load while the server starts: the two start-ups overlap.
         threading.Thread(
