@@ -114,3 +114,11 @@ def test_working_directory_only_when_visible(tmp_path: Path) -> None:
     outside = plan_for(tmp_path, SandboxSettings(), cwd=str(tmp_path))
     assert inside.cwd == str(root)
     assert outside.cwd == SANDBOX_HOME
+
+
+def test_host_network_gets_the_resolver_files(tmp_path: Path) -> None:
+    """With the host's network, name resolution works: resolv.conf and hosts are bound."""
+    host = plan_for(tmp_path, SandboxSettings(network="host"))
+    none = plan_for(tmp_path, SandboxSettings())
+    assert "/etc/hosts" in host.argv
+    assert "/etc/hosts" not in none.argv

@@ -33,6 +33,8 @@ SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, 
 # process finds the user's agents and buses.
 _NEVER_ENV: Final = ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "GPG_AGENT_INFO")
 
+_RESOLVER: Final = ("/etc/resolv.conf", "/etc/hosts", "/etc/gai.conf", "/etc/host.conf")
+
 BindKind = Literal["ro", "rw", "mask-file", "mask-dir", "link"]
 
 
@@ -92,6 +94,9 @@ def build(
     """
     binds: list[Bind] = [Bind("link", target, link, "runtime") for target, link in runtime.links]
     binds += [Bind("ro", p, p, "runtime") for p in runtime.read_only]
+    if settings.network == "host":
+        # Name resolution for the host's network (allow_hosts resolves in the gateway's proxy).
+        binds += [Bind("ro", p, p, "network: host") for p in _RESOLVER if os.path.exists(p)]
     user: list[tuple[str, BindKind, str]] = [
         (p, "ro", "filesystem.read_only") for p in settings.read_only
     ]
