@@ -88,3 +88,28 @@ def test_bool_id_is_invalid() -> None:
     """A boolean id is not an integer id."""
     with pytest.raises(fr.FrameError):
         fr.decode_frame(b'{"jsonrpc":"2.0","id":true,"method":"x"}')
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping"}',
+        b'{"a":{"b":1,"b":1}}',
+        b'[{"x":1},{"y":2,"y":2}]',
+    ],
+)
+def test_compact_duplicates_are_refused_by_the_fast_path_too(raw: bytes) -> None:
+    """A compact message with a repeated key never round-trips, so it is still refused."""
+    with pytest.raises(fr.StrictJSONError, match="duplicate key"):
+        fr.loads_strict(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a":1}', b'{"a": 1}', b'{"n":1e5,"s":"\\u00e9"}', b'{"s":"\\ud800"}', b"[1,2.50]"],
+)
+def test_strict_decoding_agrees_with_the_standard_library(raw: bytes) -> None:
+    """Fast path or not, the decoded value is what json.loads gives."""
+    import json
+
+    assert fr.loads_strict(raw) == json.loads(raw)

