@@ -106,3 +106,10 @@ def test_is_ours_only_claims_the_prefix() -> None:
     assert Sealer.is_ours("pcl1.abc")
     assert not Sealer.is_ours("opaque-server-state")
     assert not Sealer.is_ours({"pcl1.": 1})
+
+
+def test_another_gateway_process_cannot_open_it() -> None:
+    """Same install key, another gateway instance: refused (its nonce memory is not ours)."""
+    state = seal(Sealer(KEY))
+    with pytest.raises(SealError, match="another gateway process"):
+        Sealer(KEY).open(state, **CALL)

@@ -226,6 +226,7 @@ async def test_a_server_cannot_approve_its_own_call(gw: Gateway) -> None:
         assert text_of(own).startswith("exit 2"), text_of(own)
         assert "started by an MCP server" in text_of(own)
         assert entry["code"] not in text_of(listed)
+        assert '"shown"' not in text_of(listed)  # nor the arguments of waiting calls
         # The call is still waiting; the person denies it.
         assert (await anyio.to_thread.run_sync(queue, gw))[0]["id"] == entry["id"]
         await person_says(gw, "deny", entry)

@@ -203,3 +203,20 @@ def test_close_withdraws_every_question() -> None:
     session.from_client(CALL)
     session.close()
     assert desk.withdrawn == 1
+
+
+def test_a_late_approval_never_covers_a_new_call_with_the_same_id() -> None:
+    """An approval still on its way when the call is cancelled cannot approve its successor."""
+    desk = Desk("console")
+    session, _ = setup(desk)
+    queued: list[Callable[[], list[Out]]] = []
+    session.wake = queued.append  # the relay is busy: the outcome waits for its lock
+    session.from_client(CALL)
+    assert desk.done is not None
+    desk.done(Outcome("approved", "console", "alice"))  # approves call A ...
+    session.from_client(msg(method="notifications/cancelled", params={"requestId": 5}))
+    other = msg(id=5, method="tools/call", params={"name": "write_file", "arguments": {"p": "/x"}})
+    assert session.from_client(other) == []  # ... call B reuses id 5 and is asked about
+    [late] = queued
+    assert late() == []  # A's approval arrives now: it is not B's
+    assert len(desk.asked) == 2

@@ -422,6 +422,17 @@ def test_plain_get_with_userinfo_is_refused(harness: Harness, web: Web) -> None:
     assert web.requests == []
 
 
+def test_control_characters_in_the_target_are_refused(harness: Harness, web: Web) -> None:
+    """A bare LF in the path cannot smuggle a second Host header past the check."""
+    path = harness.start(
+        ["allowed.test"], deny_private=False, names={"allowed.test": ["127.0.0.1"]}
+    )
+    smuggled = f"GET http://allowed.test:{web.port}/\tHTTP/1.1\nHost:\tother\nX: HTTP/1.1\r\n\r\n"
+    status, _ = ask(path, smuggled.encode())
+    assert status == 400
+    assert web.requests == []
+
+
 def test_plain_get_to_host_not_allowed_is_403(harness: Harness, web: Web) -> None:
     path = harness.start(["allowed.test"], deny_private=False, names={"other.test": ["127.0.0.1"]})
     status, _ = ask(path, f"GET http://other.test:{web.port}/ HTTP/1.1\r\n\r\n".encode())

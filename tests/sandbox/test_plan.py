@@ -81,17 +81,70 @@ def test_protected_files_inside_a_root_are_masked(tmp_path: Path) -> None:
 
 
 def test_environment_is_only_what_is_named(tmp_path: Path) -> None:
-    """Only sandbox.env names pass; agent and bus sockets never do."""
+    """The passed variables and the policy env reach the server; agent and bus sockets never."""
     plan = plan_for(
         tmp_path,
         SandboxSettings(env=("LANG", "SSH_AUTH_SOCK")),
-        passthrough={"LANG": "C.UTF-8", "SECRET": "x", "SSH_AUTH_SOCK": "/run/agent"},
+        passthrough={"LANG": "C.UTF-8", "SSH_AUTH_SOCK": "/run/agent"},
         env={"API_KEY": "from-policy", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/bus"},
     )
     assert plan.env["LANG"] == "C.UTF-8"
     assert plan.env["API_KEY"] == "from-policy"
-    for name in ("SECRET", "SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS"):
+    for name in ("SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS"):
         assert name not in plan.env
+
+
+def test_runtime_in_the_home_directory_is_refused(tmp_path: Path) -> None:
+    """A runtime bind that is (or holds) the home directory is refused like a policy bind."""
+    home = tmp_path / "home"
+    home.mkdir()
+    runtime = Runtime(read_only=["/usr", str(home)], links=[], argv=["/usr/bin/true"])
+    with pytest.raises(ConfigError, match="home directory"):
+        build(
+            SandboxSettings(),
+            runtime,
+            bwrap="bwrap",
+            roots=[],
+            roots_read_only=False,
+            env={},
+            passthrough={},
+            protected=[],
+            cwd=None,
+            home=str(home),
+        )
+
+
+def test_runtime_binds_go_on_top_of_writable_roots(tmp_path: Path) -> None:
+    """A venv inside a writable root stays read-only: its bind comes after the root's."""
+    root = tmp_path / "root"
+    (root / ".venv").mkdir(parents=True)
+    runtime = Runtime(read_only=[str(root / ".venv")], links=[], argv=["/usr/bin/true"])
+    plan = build(
+        SandboxSettings(),
+        runtime,
+        bwrap="bwrap",
+        roots=[str(root)],
+        roots_read_only=False,
+        env={},
+        passthrough={},
+        protected=[],
+        cwd=None,
+        home=str(tmp_path / "home"),
+    )
+    order = [(b.kind, b.dest) for b in plan.binds if b.kind in ("ro", "rw")]
+    assert order.index(("rw", str(root))) < order.index(("ro", str(root / ".venv")))
+
+
+def test_bind_inside_a_protected_path_is_refused(tmp_path: Path) -> None:
+    """Binding part of the state directory (or the policy) is refused, not just masked."""
+    state = tmp_path / "state"
+    (state / "approvals").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="inside the protected path"):
+        plan_for(
+            tmp_path,
+            SandboxSettings(read_write=(str(state / "approvals"),)),
+            protected=[str(state)],
+        )
 
 
 def test_network_modes(tmp_path: Path) -> None:

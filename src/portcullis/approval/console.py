@@ -380,6 +380,10 @@ class ConsoleChannel:
             }
             if barred is None:
                 entry["code"] = r.code
+            else:
+                # A server's process learns no more than that something waits: not the
+                # arguments of other calls (of other servers, too).
+                del entry["shown"], entry["digest"]
             entries.append(entry)
         response: dict[str, Any] = {"pending": entries}
         if barred is not None:

@@ -158,8 +158,12 @@ def new_request(
     )
 
 
-def visible(text: str) -> str:
-    """``text`` with every invisible or control character written as ``<U+XXXX>``."""
+def visible(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every invisible or control character written as ``<U+XXXX>``.
+
+    Newlines and tabs are kept only in ``multiline`` text: in a one-line field (a server or
+    tool name) they could draw a fake line of the question.
+    """
     if text.isascii() and text.isprintable():
         return text
     import unicodedata
@@ -173,7 +177,7 @@ def visible(text: str) -> str:
             or 0xE0100 <= cp <= 0xE01EF
             or cp in _FILLERS
             or (unicodedata.category(ch) == "Zs" and cp != 0x20)
-        ) and ch not in "\n\t":
+        ) and not (multiline and ch in "\n\t"):
             out.append(f"<U+{cp:04X}>")
         else:
             out.append(ch)
@@ -190,7 +194,7 @@ def show_arguments(args: Any) -> str:
 
     redacted, _ = redact_value(args)
     text = json.dumps(_fold(redacted), ensure_ascii=False, indent=2, sort_keys=True)
-    text = visible(text)
+    text = visible(text, multiline=True)
     if len(text) > _MAX_SHOWN:
         more = len(text) - _MAX_SHOWN
         text = f"{text[:_MAX_SHOWN]}\n… ({more} more characters not shown; the digest covers all)"

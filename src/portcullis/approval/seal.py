@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -45,6 +46,7 @@ class Sealed(msgspec.Struct, frozen=True, omit_defaults=True):
     d: str  # argument binding digest
     x: float  # expiry, unix time
     n: str  # nonce
+    g: str = ""  # the gateway instance that issued it (nonces are remembered per instance)
     a: bool = False  # already approved (the server's own round is under way)
     f: bool = False  # approved for the rest of the session
     h: str | None = None  # the channel that approved, when a: true
@@ -71,6 +73,9 @@ class Sealer:
     def __init__(self, install_key: bytes, *, clock: Callable[[], float] = time.time) -> None:
         self._key = hmac.new(install_key, _CONTEXT, hashlib.sha256).digest()
         self._clock = clock
+        # Used nonces live in this process only: a state is valid only in the gateway that
+        # issued it, so another (or a restarted) gateway cannot be handed it again.
+        self._instance = os.urandom(8).hex()
         self._used: dict[str, float] = {}  # nonce -> expiry
 
     @staticmethod
@@ -105,6 +110,7 @@ class Sealer:
             d=digest,
             x=round(self._clock() + ttl_s, 3),
             n=secrets.token_urlsafe(16),
+            g=self._instance,
             a=approved,
             f=for_session,
             h=channel,
@@ -134,6 +140,8 @@ class Sealer:
             raise SealError("the approval round expired; ask again")
         if (body.s, body.p, body.m, body.t) != (server, principal, method, subject):
             raise SealError("the requestState was issued for another call")
+        if body.g != self._instance:
+            raise SealError("the requestState was issued by another gateway process; ask again")
         if body.d != digest:
             raise SealError("the arguments changed after the question was asked; ask again")
         if body.n in self._used:

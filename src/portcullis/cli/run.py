@@ -90,6 +90,10 @@ def _run(args: argparse.Namespace) -> int:
     # The policy, the state directory and every MCP client configuration are off limits to
     # every guarded tool, whatever the roots say (and never bound into a sandbox).
     protected = default_protected(policy.source, str(home))
+    if policy.audit.path:
+        # An audit log kept outside the state directory is just as off limits.
+        log_file = Path(policy.audit.path).expanduser().absolute()
+        protected += [str(log_file), f"{log_file}.anchor", f"{log_file}.lock"]
     egress: list[Auditor] = []  # the audit, once it is open, for the egress proxy's records
     sandboxed = _sandbox(server, command, server_env, args.pass_env, protected, home, egress)
     unsandboxed = sandboxed if isinstance(sandboxed, str) else None

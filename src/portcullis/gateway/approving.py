@@ -197,7 +197,9 @@ class ApprovalFlow:
         order = self._broker.order
         while ask.index < len(order):
             name = order[ask.index]
-            ask.token += 1
+            # Unique across the session: an answer meant for an earlier call that used the same
+            # client id can never be taken for this one.
+            ask.token = next(self._ids)
             ask.channel = name
             if name == "elicitation":
                 why, out = self._elicit(ask)
@@ -223,7 +225,20 @@ class ApprovalFlow:
 
     def _waker(self, ask: Asking) -> Callable[[Outcome], None]:
         cid, token = ask.call.frame.id, ask.token
-        return lambda outcome: self.wake(lambda: self._answered(cid, token, outcome))
+        return lambda outcome: self.wake(lambda: self._answered_safely(cid, token, outcome))
+
+    def _answered_safely(self, cid: Any, token: int, outcome: Outcome) -> list[Any]:
+        """:meth:`_answered`, failing closed: a bug refuses the call instead of losing it."""
+        try:
+            return self._answered(cid, token, outcome)
+        except Exception as exc:
+            ask = self._asking.pop(cid, None)
+            self._log(f"internal error while handling an approval ({type(exc).__name__}: {exc})")
+            if ask is None:
+                return []
+            reason = f"internal error in the gateway ({type(exc).__name__}: {exc})"
+            refusal = self._refusal_bytes(cid, ask.call.method, reason, "internal-error")
+            return [("client", refusal)]
 
     def _answered(self, cid: Any, token: int, outcome: Outcome) -> list[Any]:
         """An answer (or a timeout) from a channel; stale ones are ignored."""
@@ -315,6 +330,7 @@ class ApprovalFlow:
         ask = self._asking.get(cid)
         if ask is None or ask.elicit_id != frame.id:
             return []
+        token = ask.token
         if ask.ticket is not None:
             ask.ticket.withdraw()
         ask.ticket = ask.elicit_id = None
@@ -322,9 +338,11 @@ class ApprovalFlow:
             error = msg.get("error")
             text = error.get("message") if isinstance(error, dict) else None
             why = f"the client answered with an error ({text or 'no message'})"
-            return self._answered(cid, ask.token, Outcome("unavailable", "elicitation", reason=why))
+            return self._answered_safely(
+                cid, token, Outcome("unavailable", "elicitation", reason=why)
+            )
         outcome = elicitation_outcome(msg.get("result"), session_ok=ask.request.session_ok)
-        return self._answered(cid, ask.token, outcome)
+        return self._answered_safely(cid, token, outcome)
 
     def _retry(self, call: Call, verdict: Confirm) -> list[Any]:
         """A 2026 retry carrying the gateway's sealed state: verify, unwrap, decide."""

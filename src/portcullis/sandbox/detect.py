@@ -27,7 +27,11 @@ _INSTALL_HINT: Final = (
 
 
 def find_bwrap() -> str | None:
-    """The bubblewrap binary, or None."""
+    """The bubblewrap binary on the gateway's PATH, or None.
+
+    The PATH comes from the client configuration that also names the gateway's own command,
+    so whoever could plant a bwrap there could replace the gateway itself.
+    """
     return shutil.which("bwrap")
 
 

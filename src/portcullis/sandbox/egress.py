@@ -377,6 +377,10 @@ class EgressProxy:
         authority, tail = rest[:cut], rest[cut:]
         host, port = _split_authority(authority, default_port=80)
         path = tail.split("#", 1)[0]
+        if any(c <= " " or c >= "\x7f" for c in path):
+            # A control character (a bare LF, a tab) would let the request line carry a second
+            # header block past the check; a conforming client percent-encodes all of these.
+            raise _Refusal(400, "the request target holds a control or non-ASCII character")
         if not path.startswith("/"):
             path = "/" + path
         return _Request(

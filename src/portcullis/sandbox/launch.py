@@ -95,6 +95,10 @@ def prepare(
             here,
         ]
     )
+    # The gateway's own code, read-only on top of any writable bind that holds it: a server
+    # must not rewrite what runs unsandboxed at the next start.
+    package = str(Path(__file__).resolve().parents[1])
+    runtime.read_only = profiles.outermost([*runtime.read_only, package])
     proxy = proxy_dir = proxy_socket = None
     if settings.network == "allow_hosts":
         from portcullis.sandbox.egress import EgressProxy

@@ -89,20 +89,23 @@ def build(
     """The plan for one server; raises ConfigError for a bind that would expose too much.
 
     ``env`` is the server's own environment from the policy (always passed); ``passthrough``
-    is the gateway's environment, of which only the names in ``settings.env`` are passed.
+    holds the gateway's variables the policy passes (``sandbox.env``, ``--pass-env``).
     The in-sandbox launcher (Landlock, seccomp, forwarder) goes in at ``Plan.command_at``.
     """
-    binds: list[Bind] = [Bind("link", target, link, "runtime") for target, link in runtime.links]
-    binds += [Bind("ro", p, p, "runtime") for p in runtime.read_only]
-    if settings.network == "host":
-        # Name resolution for the host's network (allow_hosts resolves in the gateway's proxy).
-        binds += [Bind("ro", p, p, "network: host") for p in _RESOLVER if os.path.exists(p)]
+    home_real = os.path.realpath(home)
+    # The policy's binds first, the runtime after: a writable root that holds a virtual
+    # environment (or the gateway itself) must not make it writable, so the runtime's
+    # read-only binds are mounted on top.
     user: list[tuple[str, BindKind, str]] = [
         (p, "ro", "filesystem.read_only") for p in settings.read_only
     ]
     user += [(r, "ro" if roots_read_only else "rw", "paths.roots") for r in roots]
     user += [(p, "rw", "filesystem.read_write") for p in settings.read_write]
-    home_real = os.path.realpath(home)
+    user += [(p, "ro", "runtime") for p in runtime.read_only]
+    if settings.network == "host":
+        # Name resolution for the host's network (allow_hosts resolves in the gateway's proxy).
+        user += [(p, "ro", "network: host") for p in _RESOLVER if os.path.exists(p)]
+    binds: list[Bind] = [Bind("link", target, link, "runtime") for target, link in runtime.links]
     for path, kind, why in user:
         real = os.path.realpath(path)
         if real == "/":
@@ -110,8 +113,12 @@ def build(
         if _inside(home_real, real):
             raise ConfigError(
                 f"{why}: {path} would expose your home directory; bind the directories the "
-                "server needs instead"
+                "server needs instead (for a runtime installed in your home directory, "
+                "install it elsewhere)"
             )
+        inside = next((p for p in protected if os.path.isabs(p) and _inside(real, p)), None)
+        if inside is not None:
+            raise ConfigError(f"{why}: {path} is inside the protected path {inside}")
         if not os.path.exists(real):
             raise ConfigError(f"{why}: {path} does not exist")
         binds.append(Bind(kind, real, real, why))
@@ -154,7 +161,7 @@ def build(
     command_at = len(argv)
     argv += runtime.argv
 
-    child_env = {k: passthrough[k] for k in settings.env if k in passthrough}
+    child_env = dict(passthrough)
     child_env.update(env)
     for name in _NEVER_ENV:
         child_env.pop(name, None)

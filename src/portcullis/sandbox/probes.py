@@ -84,7 +84,12 @@ def expectations(
         Probe("read the state directory (audit log, keys)", "read", state_dir, "denied"),
         Probe("read the gateway's environment", "read", f"/proc/{gateway_pid}/environ", "denied"),
         Probe("ptrace", "ptrace", "", "denied"),
-        Probe(f"connect to the host's loopback ({loopback})", "connect", loopback, "denied"),
+        Probe(
+            f"connect to the host's loopback ({loopback})",
+            "connect",
+            loopback,
+            "allowed" if network == "host" else "denied",
+        ),
         Probe("environment variables", "env", "", ",".join(sorted({*env_names, *_BENIGN}))),
     ]
     if policy_file:

@@ -172,7 +172,8 @@ def _npx(argv: list[str], env: Mapping[str, str]) -> tuple[list[str], str]:
             data = json.loads(manifest.read_text())
         except (OSError, ValueError):
             continue
-        if data.get("_npx", {}).get("packages") != [spec]:
+        meta = data.get("_npx") if isinstance(data, dict) else None
+        if not isinstance(meta, dict) or meta.get("packages") != [spec]:
             continue
         root = manifest.parent
         bin_path = _package_bin(root / "node_modules" / name, name)

@@ -77,6 +77,10 @@ DENIED: tuple[str, ...] = (
     "unshare",
     "iopl",
     "ioperm",
+    # A large kernel attack surface no MCP server needs (Docker's default profile refuses it).
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 )
 
 # From /usr/include/x86_64-linux-gnu/asm/unistd_64.h.
@@ -93,6 +97,9 @@ _X86_64: dict[str, int] = {
     "finit_module": 313,
     "delete_module": 176,
     "bpf": 321,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
     "perf_event_open": 298,
     "userfaultfd": 323,
     "keyctl": 250,
@@ -136,6 +143,9 @@ _AARCH64: dict[str, int] = {
     "finit_module": 273,
     "delete_module": 106,
     "bpf": 280,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
     "perf_event_open": 241,
     "userfaultfd": 282,
     "keyctl": 219,
