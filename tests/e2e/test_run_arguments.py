@@ -88,6 +88,21 @@ async def test_write_to_a_client_config_is_refused(gw: Gateway, tree: dict[str, 
     assert not target.exists()
 
 
+async def test_an_audit_log_kept_inside_a_root_is_protected(
+    gw: Gateway, tree: dict[str, Path]
+) -> None:
+    """With audit.path inside the root, the server cannot be told to overwrite the log."""
+    log = tree["root"] / "audit.jsonl"
+    text = POLICY.format(root=tree["root"]) + f"audit: {{path: {log}}}\n"
+    async with gw.client(
+        filesystem(tree["base"]), gw.policy(text), options=["--server", "files"]
+    ) as client:
+        result = await client.call_tool("write_file", {"path": str(log), "content": "{}"})
+    assert result.is_error
+    assert "paths.protected" in text_of(result)
+    assert log.read_text().count("\n") >= 1  # the records are still there
+
+
 async def test_resource_read_of_etc_passwd_is_refused(gw: Gateway, tree: dict[str, Path]) -> None:
     """resources/read of file:///etc/passwd is refused: a file URI is a path."""
     raw = gw.raw(filesystem(tree["base"]), policy(gw, tree["root"]), options=["--server", "files"])

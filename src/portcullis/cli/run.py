@@ -90,9 +90,10 @@ def _run(args: argparse.Namespace) -> int:
     # The policy, the state directory and every MCP client configuration are off limits to
     # every guarded tool, whatever the roots say (and never bound into a sandbox).
     protected = default_protected(policy.source, str(home))
+    log_path = Path(policy.audit.path).expanduser() if policy.audit.path else home / "audit.jsonl"
     if policy.audit.path:
         # An audit log kept outside the state directory is just as off limits.
-        log_file = Path(policy.audit.path).expanduser().absolute()
+        log_file = log_path.absolute()
         protected += [str(log_file), f"{log_file}.anchor", f"{log_file}.lock"]
     egress: list[Auditor] = []  # the audit, once it is open, for the egress proxy's records
     sandboxed = _sandbox(server, command, server_env, args.pass_env, protected, home, egress)
@@ -111,9 +112,6 @@ def _run(args: argparse.Namespace) -> int:
         from portcullis.gateway.auditor import Auditor
 
         key = install_key(home)
-        log_path = (
-            Path(policy.audit.path).expanduser() if policy.audit.path else home / "audit.jsonl"
-        )
         try:
             log = AuditLog(log_path, key, rotate_bytes=policy.audit.rotate_bytes)
         except AuditError as exc:
