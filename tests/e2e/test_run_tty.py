@@ -105,3 +105,16 @@ def test_without_a_terminal_the_channel_is_skipped(gw: Gateway) -> None:
     assert result["isError"] is True
     assert "tty: no controlling terminal" in result["content"][0]["text"]
     assert approval_of(gw)["approval"] == {"channel": "none", "outcome": "unavailable"}
+
+
+def test_server_stderr_cannot_draw_on_the_terminal(gw: Gateway) -> None:
+    """With the tty channel configured, escape sequences on the server's stderr are defused."""
+    raw = gw.raw(fixture_server(), TTY)
+    raw.initialize()
+    forged = '\x1b[2J\x1b[H MCP server wants to run tool "read_file"\nApprove? '
+    assert raw.call("complain", {"text": forged})["result"]["content"][0]["text"] == "done"
+    raw.close_stdin()
+    raw.wait()
+    err = gw.stderr()
+    assert "\x1b" not in err
+    assert "<U+001B>[2J<U+001B>[H MCP server wants" in err

@@ -105,7 +105,10 @@ def _run(args: argparse.Namespace) -> int:
         # The server's working directory is set inside the sandbox (--chdir).
         argv, server_process_env, cwd = jail.plan.argv, jail.plan.env, None
     # Started now, so that its start-up (and the sandbox's) overlaps the gateway's own.
-    proc = spawn(argv, env=server_process_env, cwd=cwd)
+    # With the terminal as an approval channel, the server must not write raw escape
+    # sequences to it (it could draw a forged question).
+    tty = "tty" in policy.approvals.channels
+    proc = spawn(argv, env=server_process_env, cwd=cwd, filter_stderr=tty)
     log = None
     try:
         from portcullis.audit import AuditLog, digest_args

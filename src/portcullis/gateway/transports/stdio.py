@@ -93,9 +93,17 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def spawn(
-    command: Sequence[str], *, env: dict[str, str], cwd: str | None = None
+    command: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: str | None = None,
+    filter_stderr: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start the server in its own session (process group) with pipes for stdin and stdout."""
+    """Start the server in its own session (process group) with pipes for stdin and stdout.
+
+    ``filter_stderr``: the server's stderr goes through the gateway, which writes control
+    characters out visibly (see :func:`relay_stderr`), instead of straight to the terminal.
+    """
     exe = shutil.which(command[0], path=env.get("PATH")) or command[0]
     # Windows has no sessions; a new process group is the nearest equivalent.
     flags = 0 if os.name == "posix" else getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
@@ -104,7 +112,7 @@ def spawn(
             [exe, *command[1:]],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=None,
+            stderr=subprocess.PIPE if filter_stderr else None,
             bufsize=0,
             env=env,
             cwd=cwd,
@@ -127,9 +135,38 @@ def discard(proc: subprocess.Popen[bytes]) -> None:
     else:  # pragma: no cover - Windows
         proc.kill()
     proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def relay_stderr(source: int, dest: int = 2) -> None:
+    """Copy a server's stderr to ours with escape and control characters made visible.
+
+    Used when approvals may be asked on the terminal: the server's stderr shares it, and
+    escape sequences could draw a forged question over the real one.
+    """
+    import re
+
+    controls = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+    while True:
+        try:
+            chunk = os.read(source, _CHUNK)
+        except OSError:
+            return
+        if not chunk:
+            return
+        safe = controls.sub(lambda m: b"<U+%04X>" % m.group()[0], chunk)
+        # C1 controls (U+0080-U+009F, CSI among them) arrive UTF-8 encoded as C2 80-C2 9F.
+        safe = re.sub(rb"\xc2([\x80-\x9f])", lambda m: b"<U+%04X>" % m.group(1)[0], safe)
+        with contextlib.suppress(OSError):
+            _write_raw(dest, safe)
+
+
+def _write_raw(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class StdioGateway:
@@ -174,6 +211,13 @@ class StdioGateway:
         if self._proc is None:
             self._proc = spawn(self.command, env=self.env, cwd=self.cwd)
         self.session.launched(self._proc.pid)
+        if self._proc.stderr is not None:
+            threading.Thread(
+                target=relay_stderr,
+                args=(self._proc.stderr.fileno(),),
+                name="portcullis-stderr",
+                daemon=True,
+            ).start()
         # Detectors load while the server starts: the two start-ups overlap.
         threading.Thread(
             target=self.session.prepare, name="portcullis-prepare", daemon=True
