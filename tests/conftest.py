@@ -11,8 +11,13 @@ import pytest
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    """A short state directory: AF_UNIX socket paths are limited to about 107 bytes."""
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private state directory (``0700``), made ``$PORTCULLIS_HOME`` for the test.
+
+    Short (under /tmp) because the approval queue's AF_UNIX socket paths are limited to about
+    107 bytes.
+    """
     path = Path(tempfile.mkdtemp(dir="/tmp", prefix="pc-"))
+    monkeypatch.setenv("PORTCULLIS_HOME", str(path))
     yield path
     shutil.rmtree(path, ignore_errors=True)

@@ -19,16 +19,8 @@ from .conftest import lines, sample, set_lines
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("PORTCULLIS_HOME", str(path))
-    return path
-
-
-@pytest.fixture
 def default_log(home: Path) -> Path:
     """The default log in the state dir, with ten records written with the install key."""
-    home.mkdir(mode=0o700)
     path = home / "audit.jsonl"
     with AuditLog(path, install_key(home)) as log:
         for i in range(10):
@@ -100,7 +92,6 @@ def test_verify_with_key_file_from_another_machine(tmp_path: Path, home: Path) -
     log = tmp_path / "copied" / "audit.jsonl"
     with AuditLog(log, other_key) as writer:
         writer.append(sample(0))
-    home.mkdir(mode=0o700)
     install_key(home)  # this machine's own, different key
     assert cli("verify", "--log", str(log)).returncode == 1
     out = cli("verify", "--log", str(log), "--key-file", str(other / "install.key"))
@@ -220,7 +211,6 @@ def test_audit_without_subcommand_exits_2(home: Path) -> None:
 
 def test_verify_finds_the_log_the_policy_names(home: Path, tmp_path: Path) -> None:
     """Without --log, verify reads the log the policy's audit.path names, as run writes it."""
-    home.mkdir(mode=0o700)
     elsewhere = tmp_path / "logs" / "gw.jsonl"
     elsewhere.parent.mkdir()
     with AuditLog(elsewhere, install_key(home)) as log:

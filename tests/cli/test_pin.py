@@ -55,13 +55,6 @@ def tool(name: str, description: str = "Read a file.") -> dict[str, Any]:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("PORTCULLIS_HOME", str(path))
-    return path
-
-
-@pytest.fixture
 def changed(home: Path) -> PinStore:
     """A store with server ``files``: ``read`` pinned then changed, ``new`` pending."""
     store = PinStore()

@@ -390,6 +390,21 @@ class Gateway:
             check=False,
         )
 
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m portcullis ARGS`` (no stdin) against the test's state directory."""
+        return subprocess.run(
+            [sys.executable, "-m", "portcullis", *args],
+            capture_output=True,
+            text=True,
+            env=env if env is not None else self.env(),
+            cwd=self.tmp,
+            stdin=subprocess.DEVNULL,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
     # -- after the session ---------------------------------------------------------------------
 
     def audit_records(self) -> list[dict[str, Any]]:

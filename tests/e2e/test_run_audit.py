@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TIMEOUT, Gateway, everything, fixture_server, text_of
+from tests.e2e.conftest import Gateway, everything, fixture_server, text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +31,7 @@ defaults:
 
 def audit_cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m portcullis audit ARGS`` against the test's state directory."""
-    return subprocess.run(
-        [sys.executable, "-m", "portcullis", "audit", *args],
-        capture_output=True,
-        text=True,
-        env=gw.env(),
-        cwd=gw.tmp,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return gw.cli("audit", *args)
 
 
 def calls(records: list[dict], direction: str) -> list[dict]:  # type: ignore[type-arg]

@@ -73,16 +73,7 @@ def approvals_cli(gw: Gateway, *args: str) -> tuple[int, str]:
 
 def client_cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
     """The same, run by the client itself (as an agent's shell tool would)."""
-    return subprocess.run(
-        [sys.executable, "-m", "portcullis", "approvals", *args],
-        capture_output=True,
-        text=True,
-        env=gw.env(),
-        cwd=gw.tmp,
-        timeout=TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return gw.cli("approvals", *args)
 
 
 def queue(gw: Gateway) -> list[dict[str, Any]]:

@@ -335,25 +335,8 @@ def test_sandbox_test_command_proves_the_policy(gw: Gateway, box: Box) -> None:
         f"    paths: {{roots: [{box.root}], read_only: true}}\n"
         f"    sandbox: {shell_sandbox(box)}\n"
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "portcullis",
-            "sandbox",
-            "test",
-            "--policy",
-            str(policy),
-            "--server",
-            "shell",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=box.env(),
-        cwd=gw.tmp,
-        timeout=TIMEOUT,
-        check=False,
+    done = gw.cli(
+        "sandbox", "test", "--policy", str(policy), "--server", "shell", "--json", env=box.env()
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)

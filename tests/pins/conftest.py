@@ -11,13 +11,6 @@ from portcullis.pins import LaunchId, PinStore, launch_id
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    monkeypatch.setenv("PORTCULLIS_HOME", str(path))
-    return path
-
-
-@pytest.fixture
 def store(home: Path) -> PinStore:
     return PinStore()
 
