@@ -8,11 +8,11 @@ the code by a person who read it with the request.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["register"]
 
@@ -84,6 +84,8 @@ def _default(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    import json
+
     entries = _fetch()
     if args.json:
         clean = [{k: v for k, v in e.items() if k != "code"} for e in entries]
@@ -102,6 +104,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _describe(entry: dict[str, Any], show_code: bool) -> str:
+    import time
+
     from portcullis.approval.request import visible
 
     left = max(0, int(float(entry.get("expires") or 0) - time.time()))
@@ -118,6 +122,8 @@ def _describe(entry: dict[str, Any], show_code: bool) -> str:
 
 
 def _summary(entry: dict[str, Any]) -> str:
+    import json
+
     import msgspec
 
     from portcullis.approval.request import ApprovalRequest, visible
@@ -156,6 +162,8 @@ def _answer(args: argparse.Namespace) -> int:
 
 
 def _report(response: dict[str, Any], request_id: str, as_json: bool) -> int:
+    import json
+
     from portcullis.approval.request import visible
 
     if as_json:
@@ -172,6 +180,8 @@ def _report(response: dict[str, Any], request_id: str, as_json: bool) -> int:
 
 def _watch() -> int:
     """Ask about each new request as it arrives, until Ctrl-C or end of input."""
+    import time
+
     from portcullis._exceptions import ApprovalError
     from portcullis.approval.console import answer
 
