@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 from portcullis.detect.verdicts import Allow, Deny
 
-__all__ = ["PathGuard", "default_protected", "is_file_uri", "looks_like_path"]
+__all__ = ["PathGuard", "default_protected", "inside", "is_file_uri", "looks_like_path"]
 
 _MAX_LINKS = 40
 _REASON_CAP = 200
@@ -278,7 +278,8 @@ def default_protected(policy_file: str | None, state_dir: str) -> list[str]:
 # --------------------------------------------------------------------------- guard
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
+    """Whether normalised absolute ``path`` is ``root`` or beneath it."""
     return path == root or root == "/" or path.startswith(root + "/")
 
 
@@ -391,9 +392,9 @@ class PathGuard:
             self._protected(lexical, real, cache)
             if not self.roots:
                 continue
-            if any(_inside(real, r) for r in self.real_roots):
+            if any(inside(real, r) for r in self.real_roots):
                 continue
-            if any(_inside(lexical, r) for r in (*self.roots, *self.real_roots)):
+            if any(inside(lexical, r) for r in (*self.roots, *self.real_roots)):
                 raise _Refuse(
                     "paths.symlink-escape",
                     f"resolves through a symlink to {_shown(real)}, outside the allowed roots "

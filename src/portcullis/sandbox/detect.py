@@ -100,7 +100,7 @@ def _probe(bwrap: str) -> str | None:
         "--ro-bind",
         "/usr",
         "/usr",
-        *_merged_usr_links(),
+        *_links(),
         "--proc",
         "/proc",
         "--dev",
@@ -126,16 +126,12 @@ def _probe(bwrap: str) -> str | None:
     return f"bubblewrap cannot create the sandbox here: {message}{hint}"
 
 
-def _merged_usr_links() -> list[str]:
-    """``--symlink usr/bin /bin`` and friends, as the host has them."""
-    args: list[str] = []
-    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
-        path = f"/{name}"
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
-    return args
+def _links() -> list[str]:
+    """The merged-/usr links (``--symlink usr/bin /bin`` …) the sandbox recreates."""
+    from portcullis.sandbox.profiles import base_binds
+
+    _, links = base_binds()
+    return [arg for target, link in links for arg in ("--symlink", target, link)]
 
 
 def _cache_key(bwrap: str) -> str:

@@ -19,6 +19,7 @@ from typing import Final, Literal
 import msgspec
 
 from portcullis._exceptions import ConfigError
+from portcullis.detect.paths import inside
 from portcullis.policy.compiled import SandboxSettings
 from portcullis.sandbox.profiles import Runtime
 
@@ -56,10 +57,6 @@ class Plan(msgspec.Struct):
     network: str
     cwd: str
     command_at: int = 0  # where the server's own command starts in argv
-
-
-def _inside(path: str, parent: str) -> bool:
-    return path == parent or parent == "/" or path.startswith(parent.rstrip("/") + "/")
 
 
 def _secrets(uid: int, env: Mapping[str, str]) -> list[str]:
@@ -110,15 +107,15 @@ def build(
         real = os.path.realpath(path)
         if real == "/":
             raise ConfigError(f"{why}: the sandbox never binds / (the whole filesystem)")
-        if _inside(home_real, real):
+        if inside(home_real, real):
             raise ConfigError(
                 f"{why}: {path} would expose your home directory; bind the directories the "
                 "server needs instead (for a runtime installed in your home directory, "
                 "install it elsewhere)"
             )
-        inside = next((p for p in protected if os.path.isabs(p) and _inside(real, p)), None)
-        if inside is not None:
-            raise ConfigError(f"{why}: {path} is inside the protected path {inside}")
+        shielded = next((p for p in protected if os.path.isabs(p) and inside(real, p)), None)
+        if shielded is not None:
+            raise ConfigError(f"{why}: {path} is inside the protected path {shielded}")
         if not os.path.exists(real):
             raise ConfigError(f"{why}: {path} does not exist")
         binds.append(Bind(kind, real, real, why))
@@ -195,7 +192,7 @@ def _masks(binds: list[Bind], protected: Sequence[str], secrets: Sequence[str]) 
     masks: list[Bind] = []
     for path, why in candidates:
         real = os.path.realpath(path)
-        if not os.path.lexists(real) or not any(_inside(real, d) for d in dirs):
+        if not os.path.lexists(real) or not any(inside(real, d) for d in dirs):
             continue
         kind: BindKind = "mask-dir" if os.path.isdir(real) else "mask-file"
         masks.append(Bind(kind, real, real, why))
@@ -206,6 +203,6 @@ def _workdir(cwd: str | None, binds: list[Bind]) -> str:
     """The server's working directory if the sandbox shows it, else the sandbox home."""
     if cwd:
         real = os.path.realpath(cwd)
-        if any(b.kind in ("ro", "rw") and _inside(real, b.dest) for b in binds):
+        if any(b.kind in ("ro", "rw") and inside(real, b.dest) for b in binds):
             return real
     return SANDBOX_HOME
