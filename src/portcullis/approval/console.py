@@ -44,7 +44,7 @@ from portcullis.approval.registry import (
     remove_gateway,
     write_registry,
 )
-from portcullis.approval.request import ApprovalRequest, Done, Outcome, visible
+from portcullis.approval.request import ApprovalRequest, Done, Outcome, Question, visible
 
 __all__ = ["ConsoleChannel", "answer", "pending", "queue_dir"]
 
@@ -76,32 +76,15 @@ def queue_dir() -> Path:
     return state_dir() / "approvals"
 
 
-class _Ticket:
-    """One pending request; the lock makes "answered" and "withdrawn" exclusive."""
+class _Ticket(Question):
+    """One pending request, with the wrong codes given for it."""
 
     def __init__(self, channel: ConsoleChannel, request: ApprovalRequest, done: Done) -> None:
+        super().__init__(request, done)
         self._channel = channel
-        self.request = request
-        self._done = done
-        # Reentrant: ``done`` may withdraw this very ticket from the answering thread.
-        self.lock = threading.RLock()
-        self.over = False
         self.wrong = 0
 
-    def finish(self, outcome: Outcome) -> bool:
-        """Call ``done`` once, unless withdrawn; the caller holds ``lock``."""
-        if self.over:
-            return False
-        self.over = True
-        self._channel._forget(self.request.id)
-        # Under the lock, so that withdraw() cannot return while done() is still to come.
-        self._done(outcome)
-        return True
-
-    def withdraw(self) -> None:
-        """Take the question back; ``done`` is never called after this returns."""
-        with self.lock:
-            self.over = True
+    def closed(self) -> None:
         self._channel._forget(self.request.id)
 
 

@@ -9,6 +9,7 @@ folded with their digest (the digest still covers the whole value).
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, Literal, Protocol
@@ -22,6 +23,7 @@ __all__ = [
     "Channel",
     "Done",
     "Outcome",
+    "Question",
     "Ticket",
     "binding_digest",
     "new_request",
@@ -104,6 +106,41 @@ class Ticket(Protocol):
 
     def withdraw(self) -> None:
         """Take the question back (idempotent)."""
+
+
+class Question:
+    """A request put on a channel: answered once or withdrawn, never both.
+
+    ``done`` is called under ``lock`` (reentrant: ``done`` may withdraw this very question),
+    so that :meth:`withdraw` cannot return while an answer is still to be delivered.
+    """
+
+    def __init__(self, request: ApprovalRequest, done: Done) -> None:
+        self.request = request
+        self._done = done
+        self.lock = threading.RLock()
+        self.over = False
+
+    def finish(self, outcome: Outcome) -> bool:
+        """Deliver ``outcome`` unless withdrawn or already answered; True when delivered."""
+        with self.lock:
+            if self.over:
+                return False
+            self.over = True
+            self.closed()
+            self._done(outcome)
+            return True
+
+    def withdraw(self) -> None:
+        """Take the question back; ``done`` is never called after this returns."""
+        with self.lock:
+            if self.over:
+                return
+            self.over = True
+        self.closed()
+
+    def closed(self) -> None:
+        """Called once when the question ends (the channel's hook; nothing by default)."""
 
 
 class Channel(Protocol):

@@ -17,7 +17,7 @@ import select
 import threading
 from typing import Final
 
-from portcullis.approval.request import ApprovalRequest, Done, Outcome
+from portcullis.approval.request import ApprovalRequest, Done, Outcome, Question
 
 __all__ = ["TtyChannel"]
 
@@ -27,30 +27,15 @@ _MAX_ANSWER: Final = 4096
 _POLL_S: Final = 1.0
 
 
-class _Ticket:
-    """One question; answered and withdrawn exclude each other under ``lock``."""
+class _Ticket(Question):
+    """One question; withdrawing it wakes the prompt if it is on screen."""
 
     def __init__(self, channel: TtyChannel, request: ApprovalRequest, done: Done) -> None:
+        super().__init__(request, done)
         self._channel = channel
-        self.request = request
-        self._done = done
-        self.lock = threading.RLock()
-        self.over = False
 
-    def finish(self, outcome: Outcome) -> None:
-        """Report ``outcome`` unless withdrawn or already reported."""
-        with self.lock:
-            if self.over:
-                return
-            self.over = True
-            self._done(outcome)
-
-    def withdraw(self) -> None:
-        """Take the question back; wakes the prompt if it is on screen."""
-        with self.lock:
-            if self.over:
-                return
-            self.over = True
+    def closed(self) -> None:
+        # (After an answer, the extra wake-up is drained before the next prompt.)
         self._channel._wake()
 
 
