@@ -571,3 +571,31 @@ def test_existing_file_at_socket_path_is_not_replaced(home: Path) -> None:
         proxy.start(path)
     assert path.read_text() == "mine"
     assert os.path.exists(path)
+
+
+def test_a_decision_that_cannot_be_audited_refuses_the_connection(
+    home: Path, echo: EchoServer
+) -> None:
+    """When the allow cannot be recorded (audit log full), the connection is not made."""
+    from portcullis._exceptions import AuditError
+
+    def unwritable(fields: dict[str, Any]) -> None:
+        raise AuditError("disk full")
+
+    proxy = EgressProxy(
+        ["allowed.test"],
+        deny_private=False,
+        log=lambda text: None,
+        record=unwritable,
+        resolve=lambda host: ["127.0.0.1"],
+    )
+    path = home / "unaudited.sock"
+    proxy.start(path)
+    try:
+        with connect(path) as sock:
+            sock.sendall(f"CONNECT allowed.test:{echo.port} HTTP/1.1\r\n\r\n".encode())
+            status, _, _ = read_head(sock)
+        assert status == 502
+        assert echo.accepted == 0
+    finally:
+        proxy.close()

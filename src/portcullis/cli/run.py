@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         # An audit log kept outside the state directory is just as off limits.
         log_file = log_path.absolute()
         protected += [str(log_file), f"{log_file}.anchor", f"{log_file}.lock"]
-    egress: list[Auditor] = []  # the audit, once it is open, for the egress proxy's records
+    egress = _EgressAudit()
     sandboxed = _sandbox(server, command, server_env, args.pass_env, protected, home, egress)
     unsandboxed = sandboxed if isinstance(sandboxed, str) else None
     jail = sandboxed if not isinstance(sandboxed, str) else None
@@ -130,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
                 "server": server.name,
             },
         )
-        egress.append(auditor)
+        egress.open(auditor)
         if unsandboxed is not None:
             auditor.write(
                 direction="c2s",
@@ -195,6 +194,29 @@ def _session(
     )
 
 
+class _EgressAudit:
+    """Where the egress proxy's decisions are audited; the log opens after the server starts."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._auditor: Auditor | None = None
+        self._open = threading.Event()
+
+    def open(self, auditor: Auditor) -> None:
+        self._auditor = auditor
+        self._open.set()
+
+    def record(self, fields: dict[str, Any]) -> None:
+        """Write one decision; raising makes the proxy refuse the connection (fail closed)."""
+        from portcullis._exceptions import AuditError
+
+        # A connection made while the gateway is still starting waits for the log.
+        if not self._open.wait(10) or self._auditor is None:
+            raise AuditError("the audit log is not open, so egress is refused")
+        self._auditor.write(direction="c2s", method="sandbox/egress", **fields)
+
+
 def _sandbox(
     server: ServerPolicy,
     command: list[str],
@@ -202,20 +224,14 @@ def _sandbox(
     pass_env: list[str],
     protected: list[str],
     home: Path,
-    egress: list[Auditor],
+    egress: _EgressAudit,
 ) -> Sandboxed | str | None:
     """The sandboxed launch; why it runs unsandboxed; or None when no sandbox is asked for."""
     if server.sandbox is None and not server.paths.read_only:
         return None
     import os
 
-    from portcullis._exceptions import AuditError
     from portcullis.sandbox.launch import prepare
-
-    def record(fields: dict[str, Any]) -> None:
-        for auditor in egress:
-            with contextlib.suppress(AuditError):
-                auditor.write(direction="c2s", method="sandbox/egress", **fields)
 
     return prepare(
         server,
@@ -226,7 +242,7 @@ def _sandbox(
         protected=protected,
         state_dir=home,
         log=_warn,
-        record=record,
+        record=egress.record,
     )
 
 
