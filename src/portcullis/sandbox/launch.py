@@ -8,6 +8,7 @@ unsandboxed and says so on stderr and in the audit log.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -44,9 +45,9 @@ class Sandboxed(msgspec.Struct):
         if self.proxy is not None:
             self.proxy.close()
         if self.proxy_dir is not None:
-            for name in os.listdir(self.proxy_dir):
-                os.unlink(os.path.join(self.proxy_dir, name))
-            os.rmdir(self.proxy_dir)
+            # Its own private directory: whatever is left there goes, and a failure to tidy up
+            # must not hide the server's exit status.
+            shutil.rmtree(self.proxy_dir, ignore_errors=True)
 
 
 def prepare(
