@@ -6,6 +6,7 @@ a symlink, owned by another user, or writable by others, because everything in i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from portcullis._exceptions import ConfigError
 
-__all__ = ["check_private_dir", "install_key", "state_dir"]
+__all__ = ["check_private_dir", "install_key", "state_dir", "write_private"]
 
 _KEY_FILE = "install.key"
 _KEY_BYTES = 32
@@ -73,3 +74,23 @@ def install_key(directory: Path | None = None) -> bytes:
     if len(key) != _KEY_BYTES:
         raise ConfigError(f"install key {path} is damaged ({len(key)} bytes, expected 32)")
     return key
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (``0600``) aside, fsync, then rename over it.
+
+    Readers see the old file or the new one, never half of one. Raises ``OSError``; the
+    temporary file is removed on failure.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

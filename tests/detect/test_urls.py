@@ -39,9 +39,9 @@ DNS: dict[str, list[str]] = {
 
 
 PUBLIC_SITES = [
-    "pypi.org",
-    "files.pythonhosted.org",
-    "registry.npmjs.org",
+    "docs.python.org",
+    "www.python.org",
+    "nodejs.org",
     "en.wikipedia.org",
     "de.wikipedia.org",
     "raw.githubusercontent.com",

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         redact,
         run,
         sandbox,
+        scan,
+        wrap,
     )
 
     parser = argparse.ArgumentParser(
@@ -41,7 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"portcullis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (run, check, redact, detect, pin, policy, audit, demo, approvals, sandbox):
+    for module in (
+        run,
+        scan,
+        wrap,
+        check,
+        redact,
+        detect,
+        pin,
+        policy,
+        audit,
+        demo,
+        approvals,
+        sandbox,
+    ):
         module.register(sub)
     return parser
 

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from portcullis._exceptions import ConfigError, PortcullisError
-from portcullis._state import state_dir
+from portcullis._state import state_dir, write_private
 from portcullis.detect.canonical import definition_hash
 from portcullis.pins.compare import KINDS, PinReport, compare, pinned_identity
 
@@ -563,18 +562,9 @@ def _pinset(server: str, path: Path, data: dict[str, Any] | None) -> PinSet:
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    """Write aside, fsync, then rename over: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     # ASCII-only: a lone surrogate in a hostile definition must not make the file invalid UTF-8.
     body = json.dumps(data, indent=1, sort_keys=True).encode("ascii")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_private(path, body + b"\n")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise PinStoreError(f"cannot write pin file {path}: {exc.strerror}") from exc
