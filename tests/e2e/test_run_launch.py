@@ -74,6 +74,34 @@ def test_missing_env_reference_refuses_to_start(gw: Gateway) -> None:
     assert "E2E_NOT_SET_ANYWHERE" in done.stderr
 
 
+def test_a_client_command_never_receives_another_commands_env(gw: Gateway) -> None:
+    """A config saying `--server probe -- OTHER` cannot run OTHER with probe's secrets (exit 2)."""
+    policy = launch_policy(everything(), {"PROBE_TOKEN": "${env:E2E_SOURCE_TOKEN}"})
+    env = gw.env(E2E_SOURCE_TOKEN="secret-7f3a")
+    done = gw.run(fixture_server(), policy, options=["--server", "probe"], env=env)
+    assert done.returncode == 2, done.stderr
+    assert "not the one servers.probe" in done.stderr
+    assert "secret-7f3a" not in done.stdout + done.stderr
+
+
+def test_env_without_a_command_in_the_policy_is_refused_with_a_client_command(gw: Gateway) -> None:
+    """A block with env but no command would give its secrets to whatever the client names."""
+    policy = "version: 1\nservers:\n  probe:\n    env: {A: b}\n    tools: {default: allow}\n"
+    done = gw.run(fixture_server(), policy, options=["--server", "probe"])
+    assert done.returncode == 2, done.stderr
+    assert "no command" in done.stderr
+
+
+@pytest.mark.anyio
+async def test_the_policys_own_command_after_dashes_gets_its_env(gw: Gateway) -> None:
+    """The same command on both sides (as `wrap` writes it) starts with the block's env."""
+    policy = launch_policy(everything(), {"PROBE_TOKEN": "${env:E2E_SOURCE_TOKEN}"})
+    env = gw.env(E2E_SOURCE_TOKEN="resolved-7f3a")
+    async with gw.client(everything(), policy, options=["--server", "probe"], env=env) as client:
+        result = await client.call_tool("get-env", {})
+    assert json.loads(text_of(result))["PROBE_TOKEN"] == "resolved-7f3a"
+
+
 def test_unknown_server_name_refuses_to_start(gw: Gateway) -> None:
     """--server naming a server the policy lacks is a configuration error that lists the servers."""
     done = gw.run(None, launch_policy(everything(), {}), options=["--server", "nope"])

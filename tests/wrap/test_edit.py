@@ -111,3 +111,15 @@ def test_wrap_and_unwrap_in_odd_layouts(fmt: Format, text: str) -> None:
     assert editor.launch(shape) == before
     expected = text.replace("command: a,b", 'command: "a,b"')
     assert editor.text == expected
+
+
+def test_a_variable_is_added_after_a_yaml_block_scalar() -> None:
+    """Adding to a block env whose last value is `KEY: |` puts the new line after the scalar."""
+    text = (
+        "extensions:\n  s:\n    cmd: x\n    envs:\n      CERT: |\n        line\n    type: stdio\n"
+    )
+    editor = EntryEditor(text, "yaml", "/extensions/s")
+    editor.add_env(shape_of(editor.entry()), {"TOKEN": "v"})
+    value = parse(editor.text, "yaml").value["extensions"]["s"]
+    assert value["envs"] == {"CERT": "line\n", "TOKEN": "v"}
+    assert value["type"] == "stdio"

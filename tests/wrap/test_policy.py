@@ -202,3 +202,59 @@ def test_a_crafted_name_or_argument_cannot_write_policy_keys(tmp_path: Path, brk
     servers = yaml.safe_load(plan.policy.after)["servers"]
     assert list(servers) == plan.policy.added == ["x-evil-tools-default-allow-description"]
     validate(plan.policy.after, str(tmp_path / "policy.yaml"), plan.policy.added)
+
+
+@pytest.mark.parametrize(
+    ("root", "why"),
+    [
+        ("C:\\", "the whole file system"),
+        ("D:\\", "the whole file system"),
+        ("c:\\users\\ME", "the home directory"),
+        ("C:\\Users", "a directory holding the home directory"),
+        ("C:\\Windows\\System32", "a system directory"),
+        ("C:\\Users\\me\\AppData\\Roaming", "a credential directory"),
+    ],
+)
+def test_windows_roots_that_are_too_broad_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, root: str, why: str
+) -> None:
+    """On Windows a drive root, the home directory or a system directory is never a root."""
+    import ntpath
+
+    from portcullis.wrap import policy
+
+    monkeypatch.setattr(policy, "_os_path", ntpath)
+    got = filesystem_roots([*FS, root, "C:\\Users\\me\\src"], home="C:\\Users\\me", project=None)
+    assert got == (["C:\\Users\\me\\src"], [f"{root}: {why}"])
+
+
+def test_a_policy_whose_servers_is_a_list_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    """`servers:` written as a list is the user's error to fix: validation fails, no traceback."""
+    block = server_block(
+        "fs", ["npx", "x"], home=HOME, project=None, sandbox=False, env={}, origin="x"
+    )
+    text = "version: 1\nservers:\n- a\n"
+    after = merge(text, [block])
+    with pytest.raises(PolicyError):
+        validate(after, str(tmp_path / "p.yaml"), ["fs"])
+
+
+def test_the_users_defaults_are_never_replaced_by_wider_generated_rules(tmp_path: Path) -> None:
+    """Keys the policy's `defaults` sets (tools, paths) are inherited, not generated."""
+    existing = (
+        "version: 1\ndefaults:\n  tools:\n    default: deny\n    allow: [read_file]\n"
+        "  paths:\n    roots: [/srv/only]\nservers: {}\n"
+    )
+    path = write_config(tmp_path, "claude-desktop")
+    plan = plan_wrap([load(path)], options(tmp_path, policy_text=existing))
+    assert plan.policy is not None
+    validate(plan.policy.after, str(tmp_path / "policy.yaml"), plan.policy.added)
+    from portcullis.policy.compile import compile_policy
+    from portcullis.policy.parse import parse_policy
+
+    model, lines = parse_policy(plan.policy.after.encode(), "p.yaml")
+    compiled = compile_policy(model, digest="x", source="p.yaml", lines=lines)
+    fs = compiled.servers["fs"]
+    assert fs.tools.default == "deny"
+    assert list(fs.roots) == ["/srv/only"]
+    assert any("defaults.tools" in n.text for n in plan.files[0].notes)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from portcullis.wrap import parse_wrapped, plan_unwrap, plan_wrap
-from tests.wrap.conftest import CONFIGS, GATEWAY, load, options, write_config
+from tests.wrap.conftest import CONFIGS, GATEWAY, MemoryKeyring, load, options, write_config
 
 ALL = sorted(CONFIGS)
 
@@ -201,3 +202,152 @@ def _loads(tmp: Path, key: str, text: str) -> list:  # type: ignore[type-arg]
     path = tmp / CONFIGS[key][0]
     path.write_text(text)
     return load(path).servers
+
+
+@pytest.mark.parametrize("key", ALL)
+def test_crlf_files_keep_crlf_and_round_trip(tmp_path: Path, key: str) -> None:
+    """A CRLF file gets CRLF in the lines wrap adds, and unwrap gives back the original bytes."""
+    path = write_config(tmp_path, key)
+    original = path.read_text().replace("\n", "\r\n").encode()
+    path.write_bytes(original)
+    plan = plan_wrap([load(path)], options(tmp_path))
+    wrapped = plan.files[0].after
+    assert "\n" not in wrapped.replace("\r\n", "")
+    path.write_bytes(wrapped.encode())
+    assert plan_unwrap([load(path)]).files[0].after.encode() == original
+
+
+@pytest.mark.parametrize("var", ["-x", "A=B", "LOG"])
+def test_the_wrapped_launch_parses_as_run_arguments(tmp_path: Path, var: str) -> None:
+    """`portcullis run` reads the wrapped arguments: every variable passed, the command intact."""
+    import argparse
+    import json
+
+    from portcullis.cli import run as run_cli
+
+    path = tmp_path / ".cursor" / "mcp.json"
+    path.parent.mkdir()
+    entry = {"command": "x", "args": ["--", "-y"], "env": {var: "1"}}
+    path.write_text(json.dumps({"mcpServers": {"s": entry}}))
+    wrap_file(tmp_path, path)
+    server = load(path).servers[0]
+    parser = argparse.ArgumentParser()
+    run_cli.register(parser.add_subparsers())
+    args = parser.parse_args(server.args)
+    assert args.pass_env == [var]
+    assert args.command == ["--", "x", "--", "-y"]
+    assert unwrap_file(path) == json.dumps({"mcpServers": {"s": entry}})
+
+
+def test_a_yaml_alias_never_lets_wrap_edit_another_server(tmp_path: Path) -> None:
+    """An entry whose args are an alias of another's is left alone, and the other is intact."""
+    path = tmp_path / "goose" / "config.yaml"
+    path.parent.mkdir()
+    text = (
+        "extensions:\n"
+        "  a:\n    cmd: npx\n    args: &common [-y, pkg]\n    type: stdio\n"
+        "  b:\n    cmd: npx\n    args: *common\n    type: stdio\n"
+    )
+    path.write_text(text)
+    opts = dataclasses.replace(options(tmp_path), servers=frozenset({"b"}))
+    plan = plan_wrap([load(path)], opts)
+    assert plan.files[0].after == text
+    assert plan.policy is None
+    assert any(n.warn and "not wrapped" in n.text for n in plan.files[0].notes)
+
+
+def test_an_anchored_entry_is_wrapped_only_when_nothing_else_changes(tmp_path: Path) -> None:
+    """Wrapping every server of a file with anchors never changes an entry wrap refused."""
+    path = tmp_path / "goose" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "extensions:\n"
+        "  a:\n    cmd: npx\n    args: &common [-y, pkg]\n    type: stdio\n"
+        "  b:\n    cmd: npx\n    args: *common\n    type: stdio\n"
+        "  c:\n    cmd: uvx\n    args: [time]\n    type: stdio\n"
+    )
+    plan = plan_wrap([load(path)], options(tmp_path))
+    path.write_text(plan.files[0].after)
+    launches = {s.name: [s.command, *s.args] for s in load(path).servers}
+    wrapped = {name: parse_wrapped(argv) for name, argv in launches.items()}  # type: ignore[arg-type]
+    for name, got in wrapped.items():
+        if got is None:
+            assert launches[name] in (["npx", "-y", "pkg"], ["uvx", "time"])
+        else:
+            assert got.server == name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["portcullis", "run", "npx", "pkg"],
+        ["/usr/bin/python3", "-m", "portcullis", "run", "--policy"],
+        ["portcullis", "serve"],
+    ],
+)
+def test_an_entry_that_already_runs_portcullis_is_not_wrapped_again(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    """A gateway set up by hand, in a form wrap does not write, gets no second gateway."""
+    import json
+
+    path = tmp_path / ".cursor" / "mcp.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"mcpServers": {"s": {"command": argv[0], "args": argv[1:]}}}))
+    plan = plan_wrap([load(path)], options(tmp_path))
+    assert not plan.changed
+    assert any("already runs portcullis" in n.text for n in plan.files[0].notes)
+
+
+def test_a_duplicate_env_key_never_corrupts_the_entry(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """An env with a key written twice is left as it was (with a warning), not half-edited."""
+    path = tmp_path / ".cursor" / "mcp.json"
+    path.parent.mkdir()
+    text = (
+        '{"mcpServers": {"s": {"command": "x", "env": '
+        '{"GH_TOKEN": "aaaaaaaaaaaa", "B": "1", "GH_TOKEN": "bbbbbbbbbbbbbb"}}}}'
+    )
+    path.write_text(text)
+    plan = plan_wrap([load(path)], options(tmp_path, keyring_ok=True))
+    assert plan.files[0].after == text
+    assert plan.secrets == [] and plan.policy is None
+    assert any(n.warn and "not wrapped" in n.text for n in plan.files[0].notes)
+
+
+@pytest.mark.parametrize(
+    ("cmd", "args"),
+    [("?x", "    args: [a]\n"), (":x", "    args: [a]\n"), ("a,b{c}", ""), ("a #b", "")],
+)
+def test_a_plain_yaml_command_keeps_its_value_and_round_trips(
+    tmp_path: Path, cmd: str, args: str
+) -> None:
+    """A plain command that flow context would misread is quoted there; in a block list kept."""
+    import yaml
+
+    path = tmp_path / "goose" / "config.yaml"
+    path.parent.mkdir()
+    text = f"extensions:\n  s:\n    cmd: {cmd}\n{args}    type: stdio\n"
+    path.write_text(text)
+    value = yaml.safe_load(text)["extensions"]["s"]["cmd"]
+    wrap_file(tmp_path, path)
+    server = load(path).servers[0]
+    wrapped = parse_wrapped([server.command or "", *server.args])
+    assert wrapped is not None
+    assert wrapped.inner[0] == value
+    if not args:
+        assert unwrap_file(path) == text
+
+
+def test_an_env_file_the_gateway_would_not_pass_on_is_warned_about(tmp_path: Path) -> None:
+    """VS Code's envFile variables are not passed by `run`: wrap says so."""
+    import json
+
+    path = tmp_path / ".vscode" / "mcp.json"
+    path.parent.mkdir()
+    entry = {"type": "stdio", "command": "x", "envFile": "${workspaceFolder}/.env"}
+    path.write_text(json.dumps({"servers": {"s": entry}}))
+    plan = plan_wrap([load(path)], options(tmp_path))
+    assert plan.files[0].servers == ["s"]
+    assert any(n.warn and "envFile" in n.text for n in plan.files[0].notes)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from portcullis._exceptions import ConfigError
 from portcullis.policy.load import load_policy
 from portcullis.policy.refs import resolve_env
 from portcullis.wrap import (
@@ -272,7 +273,7 @@ def test_the_diff_masks_a_secret_written_with_json_escapes(tmp_path: Path) -> No
     diff = plan_wrap([load(path)], options(tmp_path)).diff()
     assert "DB_PASSWORD" in diff
     assert json.dumps(password)[1:-1] not in diff
-    assert "pa\\\"ss" not in diff
+    assert 'pa\\"ss' not in diff
 
 
 def test_the_diff_masks_secrets_of_entries_wrap_does_not_touch(tmp_path: Path) -> None:
@@ -289,3 +290,99 @@ def test_the_diff_masks_secrets_of_entries_wrap_does_not_touch(tmp_path: Path) -
     plan = plan_wrap([load(path)], only_db)
     diff = plan.diff()
     assert "APP_PASS" in diff and password not in diff
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_policy_refs_never_hangs_on_a_hostile_policy_path(tmp_path: Path, kind: str) -> None:
+    """An entry's --policy naming a FIFO or /dev/zero reads as no references, at once."""
+    import os
+    import threading
+
+    if kind == "fifo":
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
+    else:
+        target = Path("/dev/zero")
+    result: list[dict[str, str]] = []
+    worker = threading.Thread(target=lambda: result.append(policy_refs(str(target), "x")))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=5)
+    assert result == [{}]
+
+
+def _project_entry(tmp: Path, env: dict[str, str]) -> Path:
+    path = tmp / "repo" / ".mcp.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"command": "evil-server", "args": [], "env": env}
+    path.write_text(json.dumps({"mcpServers": {"github": entry}}))
+    return path
+
+
+_USER_POLICY = (
+    "version: 1\nservers:\n  github:\n    env:\n"
+    "      GITHUB_TOKEN: ${keyring:portcullis/github/GITHUB_TOKEN}\n"
+)
+
+
+def test_an_entry_never_borrows_another_servers_secrets(tmp_path: Path) -> None:
+    """An entry named like a block that passes secrets it does not set gets a block of its own."""
+    path = _project_entry(tmp_path, {})
+    plan = plan_wrap([load(path)], options(tmp_path, policy_text=_USER_POLICY))
+    server = _reload(path, plan.files[0].after)[0]
+    wrapped = parse_wrapped([server.command or "", *server.args])
+    assert wrapped is not None and wrapped.server == "github-2"
+    assert plan.policy is not None and plan.policy.added == ["github-2"]
+    assert any(n.warn and "GITHUB_TOKEN" in n.text for n in plan.files[0].notes)
+
+
+def test_wrap_never_overwrites_a_different_secret_in_the_keyring(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """A value wrap would store over a different one already kept is refused: nothing written."""
+    memory_keyring.set_password("portcullis/github", "GITHUB_TOKEN", TOKEN)
+    path = _project_entry(tmp_path, {"GITHUB_TOKEN": "ghp_attackerattackerattacker00"})
+    original = path.read_text()
+    plan = plan_wrap([load(path)], options(tmp_path, keyring_ok=True, policy_text=_USER_POLICY))
+    assert [s.var for s in plan.secrets] == ["GITHUB_TOKEN"]
+    with pytest.raises(ConfigError, match="different"):
+        apply_plan(plan)
+    assert memory_keyring.get_password("portcullis/github", "GITHUB_TOKEN") == TOKEN
+    assert path.read_text() == original
+
+
+def test_the_diff_masks_a_secret_in_a_single_quoted_yaml_string(tmp_path: Path) -> None:
+    """A YAML '…' string doubles its quotes; the diff masks the secret written that way."""
+    password = "it's-a-long-passphrase"
+    path = tmp_path / "goose" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "extensions:\n  db:\n    cmd: x\n    args: [a]\n"
+        f"    envs: {{APP_PASS: '{password.replace(chr(39), chr(39) * 2)}'}}\n"
+    )
+    diff = plan_wrap([load(path)], options(tmp_path)).diff()
+    assert "APP_PASS" in diff and "passphrase" not in diff
+
+
+@pytest.mark.parametrize("other", ["      OTHER: x\n", ""])
+def test_a_secret_in_a_yaml_block_scalar_moves_and_the_rest_stays(
+    tmp_path: Path, memory_keyring: MemoryKeyring, other: str
+) -> None:
+    """Removing a `KEY: |` value never takes the next variable (or line) with it."""
+    path = tmp_path / "goose" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "extensions:\n  s:\n    cmd: x\n    envs:\n      GH_TOKEN: |\n        abcdefghijkl\n"
+        f"{other}    type: stdio\n"
+    )
+    plan = plan_wrap([load(path)], options(tmp_path, keyring_ok=True))
+    assert [s.var for s in plan.secrets] == ["GH_TOKEN"]
+    server = _reload(path, plan.files[0].after)[0]
+    assert server.env == ({"OTHER": "x"} if other else {})
+    assert server.raw["type"] == "stdio"
+
+
+def test_a_plans_repr_never_holds_the_file_text(tmp_path: Path) -> None:
+    """A plan in a log or a traceback shows no secret left in the client file's text."""
+    plan = plan_wrap([load(config(tmp_path))], options(tmp_path))
+    assert STRIPE not in repr(plan) and PG not in repr(plan)

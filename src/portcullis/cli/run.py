@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from portcullis.approval.broker import Broker
     from portcullis.approval.request import Channel
     from portcullis.gateway.auditor import Auditor
@@ -70,6 +72,8 @@ def _run(args: argparse.Namespace) -> int:
             "enforce yet; refusing to start rather than ignore it"
         )
     launch = server.launch
+    if command and launch.env:
+        _same_command(server.name, where, command, launch.command, launch.args)
     if not command:
         if launch.url:
             raise ConfigError(
@@ -215,6 +219,31 @@ class _EgressAudit:
         if not self._open.wait(10) or self._auditor is None:
             raise AuditError("the audit log is not open, so egress is refused")
         self._auditor.write(direction="c2s", method="sandbox/egress", **fields)
+
+
+def _same_command(
+    name: str, where: str, command: list[str], pinned: str | None, args: Sequence[str]
+) -> None:
+    """Refuse to hand a policy's ``env`` (its secrets) to a command the client chose.
+
+    Any client configuration, a cloned repository's ``.mcp.json`` included, can say
+    ``portcullis run --server NAME -- ANY PROGRAM``: the program must be the one the policy
+    names for the server whose environment it would receive.
+    """
+    from portcullis._exceptions import ConfigError
+
+    if pinned is None:
+        raise ConfigError(
+            f"servers.{name} in {where} gives its server environment values (env:) but no "
+            "command: a client configuration could run any program with them. Put the "
+            "server's command and args in the policy (or drop env: and use --pass-env)"
+        )
+    if command != [pinned, *args]:
+        raise ConfigError(
+            f"the command after `--` is not the one servers.{name} in {where} names, and that "
+            "server's env: is only given to its own command; fix the client configuration or "
+            "the policy's command/args"
+        )
 
 
 def _sandbox(

@@ -29,7 +29,7 @@ from portcullis.detect._validate import (
 )
 from portcullis.detect.findings import Finding
 
-__all__ = ["engine_name", "scan_secrets"]
+__all__ = ["engine_name", "is_published_example", "scan_secrets"]
 
 # Secrets wrapped in encodings inside encodings are rare; two levels bound the work a hostile
 # payload can cause.

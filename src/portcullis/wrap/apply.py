@@ -9,8 +9,10 @@ read: the client may have written it in between, and that edit would be lost.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -55,8 +57,10 @@ def portcullis_command() -> list[str]:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return [str(candidate.absolute())]
     found = shutil.which("portcullis")
-    if found and os.path.isfile(found):
-        return [os.path.abspath(found)]
+    # A relative PATH entry (".") would pick whatever `portcullis` the current directory holds,
+    # maybe a cloned repository's, and every client would then run it.
+    if found and os.path.isabs(found) and os.path.isfile(found):
+        return [found]
     exe = Path(sys.executable).absolute()
     if not exe.is_file():
         raise ConfigError("cannot find the portcullis executable or the Python running it")
@@ -128,13 +132,32 @@ def sandbox_available() -> bool:
     return unavailable(cache) is None
 
 
+_MAX_POLICY = 10 * 1024 * 1024
+
+
+def _read_small(path: Path) -> str:
+    """A regular file's text, refusing anything else (OSError).
+
+    The path comes from the entry being unwrapped, which a hostile project may have written:
+    ``/dev/zero`` or a FIFO must neither fill memory nor hang unwrap.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = fh.read(_MAX_POLICY + 1)
+    if len(data) > _MAX_POLICY:
+        raise OSError(errno.EFBIG, "too large for a policy file")
+    return data.decode("utf-8")
+
+
 def policy_refs(policy: str, server: str) -> dict[str, str]:
     """The ``${keyring:portcullis/…}`` env references of one server block of a policy file."""
     import yaml
 
     try:
-        data = yaml.safe_load(Path(policy).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(_read_small(Path(policy)))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     block: Any = data.get("servers", {}).get(server) if isinstance(data, dict) else None
     env = block.get("env") if isinstance(block, dict) else None
@@ -206,14 +229,45 @@ def _current(path: Path) -> tuple[str | None, bool]:
     return data.decode("utf-8", errors="replace").removeprefix("\ufeff"), bom
 
 
-def _atomic_write(path: Path, text: str, mode: int) -> None:
+def _keep_owner(fd: int, owner: tuple[int, int] | None) -> None:
+    """Give a new file the owner of the one it replaces or copies.
+
+    Run with sudo, wrap would otherwise leave the user's configuration owned by root, and a
+    client that rewrites it (Claude Code) could no longer save. Only root may give a file away;
+    for anyone else this is a no-op.
+    """
+    if owner is None or not hasattr(os, "fchown"):
+        return
+    if (os.geteuid(), os.getegid()) != owner:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, *owner)
+
+
+def _atomic_write(
+    path: Path,
+    text: str,
+    mode: int,
+    owner: tuple[int, int] | None = None,
+    *,
+    check: bool = False,
+    before: str | None = None,
+) -> None:
+    """Write ``text`` to a temporary file and rename it over ``path``.
+
+    With ``check``, ``path`` must still hold ``before`` (None: not exist) at the very last
+    moment, after the slow part (writing and syncing a multi-MB file): a client's write in
+    between would be lost.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+            _keep_owner(fh.fileno(), owner)
         os.chmod(tmp, mode)
+        if check and _current(path)[0] != before:
+            raise ChangedOnDisk(f"{path} changed since it was read; it was not written")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -221,7 +275,7 @@ def _atomic_write(path: Path, text: str, mode: int) -> None:
         raise
 
 
-def _backup(path: Path, stamp: str) -> Path:
+def _backup(path: Path, stamp: str, owner: tuple[int, int] | None = None) -> Path:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     for n in range(1000):
         backup = path.with_name(f"{path.name}{BACKUP_SUFFIX}{stamp}{f'-{n}' if n else ''}")
@@ -230,6 +284,7 @@ def _backup(path: Path, stamp: str) -> Path:
         except FileExistsError:
             continue  # two runs within one second: never overwrite an older backup
         with os.fdopen(fd, "wb") as fh:
+            _keep_owner(fh.fileno(), owner)
             fh.write(path.read_bytes())
         return backup
     raise ConfigError(f"cannot find a free backup name beside {path}")
@@ -240,6 +295,14 @@ def _store(secrets: list[SecretMove]) -> None:
     import keyring.errors
 
     for s in secrets:
+        # Never overwrite a different value: it may be the only copy of the user's secret (wrap
+        # removed it from the client file), and an entry of the same name in a project file
+        # could otherwise swap in a token of its own.
+        if keyring_lookup(s.service, s.var) not in (None, s.value):
+            raise ConfigError(
+                f"the keyring already holds a different {s.var} for {s.service}; nothing written"
+            )
+    for s in secrets:
         try:
             keyring.set_password(s.service, s.var, s.value)
         except keyring.errors.KeyringError as exc:
@@ -248,6 +311,24 @@ def _store(secrets: list[SecretMove]) -> None:
             ) from None
         if keyring_lookup(s.service, s.var) != s.value:
             raise ConfigError(f"the keyring did not keep {s.var}; nothing written")
+
+
+def _check_writable(path: Path) -> None:
+    """Raise ``PermissionError`` unless ``path`` can be replaced (checked before any write).
+
+    The rename would replace a read-only file as long as its directory is writable; a file
+    made read-only (by its owner, or a dotfile manager) is a choice wrap must not override.
+    Checking every file first also means a refusal never leaves some files written.
+    """
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "the file is read-only; nothing written", str(path))
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES, "its directory is not writable; nothing written", str(parent)
+        )
 
 
 def apply_plan(plan: Plan) -> list[Path]:
@@ -265,6 +346,8 @@ def apply_plan(plan: Plan) -> list[Path]:
     for path, before, _ in targets:
         if _current(path)[0] != before:
             raise ChangedOnDisk(f"{path} changed since it was read; nothing written (run again)")
+    for path, _, _ in targets:
+        _check_writable(path)
     _store(plan.secrets)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     backups: list[Path] = []
@@ -275,11 +358,13 @@ def apply_plan(plan: Plan) -> list[Path]:
             raise ChangedOnDisk(f"{path} changed since it was read; it was not written")
         if bom:
             after = "\ufeff" + after
+        owner: tuple[int, int] | None = None
         if before is None:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             mode = 0o600
         else:
-            mode = path.stat().st_mode & 0o7777
-            backups.append(_backup(path, stamp))
-        _atomic_write(path, after, mode)
+            st = path.stat()
+            mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+            backups.append(_backup(path, stamp, owner))
+        _atomic_write(path, after, mode, owner, check=True, before=before)
     return backups

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,33 +61,49 @@ def _ask(question: str) -> bool:
 
 
 def _targets(request: Request, err: TextIO) -> list[ConfigFile]:
-    files, notes = load_targets(
-        request.target,
-        home=Path.home(),
-        cwd=Path.cwd(),
-        env=os.environ,
-        system=platform.system(),
-    )
+    try:
+        files, notes = load_targets(
+            request.target,
+            home=Path.home(),
+            cwd=Path.cwd(),
+            env=os.environ,
+            system=platform.system(),
+        )
+    except ConfigError as exc:
+        # The message names files (and may quote them): no terminal escapes from there either.
+        raise ConfigError(_printable(str(exc))) from None
     for note in notes:
-        print(f"portcullis: note: {note}", file=err)
+        print(_printable(f"portcullis: note: {note}"), file=err)
     return files
+
+
+# Control characters (ESC, CR, backspace…) from a server name, an argument or a comment of a
+# hostile project file would let it rewrite the summary on the terminal before the prompt.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]|\r(?!\n)")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, newlines and tabs kept."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _show(plan: Plan, verb: str, out: TextIO, err: TextIO) -> None:
     for f in plan.files:
         if not f.notes and not f.changed:
             continue
-        print(f"{f.client}: {f.path}", file=out)
+        print(_printable(f"{f.client}: {f.path}"), file=out)
         for note in f.notes:
-            print(f"  {note}", file=out)
+            print(_printable(f"  {note}"), file=out)
             if note.warn:
-                print(f"portcullis: {note}", file=err)
+                print(_printable(f"portcullis: {note}"), file=err)
     for note in plan.notes:
-        print(str(note), file=out)
+        print(_printable(str(note)), file=out)
+        if note.warn:
+            print(_printable(f"portcullis: {note}"), file=err)
     diff = plan.diff()
     if diff:
         print("", file=out)
-        print(diff, end="", file=out)
+        print(_printable(diff), end="", file=out)
     count = sum(len(f.servers) for f in plan.files)
     files = sum(1 for f in plan.files if f.changed)
     print(
@@ -108,13 +125,13 @@ def _write(
     try:
         backups = apply_plan(plan)
     except ChangedOnDisk as exc:
-        print(f"portcullis: refused: {exc}", file=err)
+        print(_printable(f"portcullis: refused: {exc}"), file=err)
         return 1
     except OSError as exc:
-        print(f"portcullis: cannot write: {exc}", file=err)
+        print(_printable(f"portcullis: cannot write: {exc}"), file=err)
         return 2
     for backup in backups:
-        print(f"backup: {backup}", file=out)
+        print(_printable(f"backup: {backup}"), file=out)
     print("done", file=out)
     return 0
 
@@ -147,7 +164,9 @@ def run_wrap(
         try:
             validate(plan.policy.after, str(plan.policy.path), plan.policy.added)
         except PolicyError as exc:
-            print(f"portcullis: the generated policy does not validate: {exc}", file=err)
+            print(
+                _printable(f"portcullis: the generated policy does not validate: {exc}"), file=err
+            )
             print("portcullis: nothing written", file=err)
             return 2
     if not plan.changed:
@@ -156,9 +175,8 @@ def run_wrap(
         return 1
     _show(plan, "wrap" if not request.dry_run else "would wrap", out, err)
     if plan.policy is not None:
-        print(
-            f"policy: {plan.policy.path} (servers {', '.join(plan.policy.added)} added)", file=out
-        )
+        added = ", ".join(plan.policy.added)
+        print(_printable(f"policy: {plan.policy.path} (servers {added} added)"), file=out)
     return _write(plan, request, out, err, ask)
 
 

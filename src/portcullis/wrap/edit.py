@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portcullis.scan.model import Format
-from portcullis.scan.parse import Document, Span, parse
+from portcullis.scan.parse import Document, ParseError, Span, parse
 
 __all__ = [
     "EntryEditor",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 _BLOCK_ITEM = re.compile(r"[ \t]*(?:-[ \t]+)+")
-_FLOW_UNSAFE = re.compile(r"[,\[\]{}#]|: ")
+_LONE_LF = re.compile(r"(?<!\r)\n")
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,22 @@ def _indent(text: str, offset: int) -> str:
 class EntryEditor:
     """Edits one entry (at ``pointer``) of a JSON or YAML file, or a TOML file via tomlkit."""
 
-    def __init__(self, text: str, fmt: Format, pointer: str) -> None:
+    def __init__(self, text: str, fmt: Format, pointer: str, doc: Document | None = None) -> None:
         self.text = text
         self.format = fmt
         self.pointer = pointer
-        self._doc: Document | None = None
+        # A parse of ``text`` the caller already has: a multi-MB ~/.claude.json is slow to parse.
+        self._doc: Document | None = doc if doc is not None and doc.text == text else None
+        # A file written with CRLF line endings gets CRLF in the lines an edit adds too (a
+        # Windows editor or client would otherwise see mixed endings).
+        self._crlf = "\r\n" in text and _LONE_LF.search(text) is None
 
     # ---- reading -----------------------------------------------------------------------
+
+    @property
+    def parsed(self) -> Document | None:
+        """The parse of the current text if one was made already (else None)."""
+        return self._doc
 
     @property
     def doc(self) -> Document:
@@ -152,8 +161,13 @@ class EntryEditor:
         """The text between the start of the line and ``offset``."""
         return self.text[_line_start(self.text, offset) : offset]
 
-    def _set(self, text: str) -> None:
+    def reset(self, text: str) -> None:
+        """Go back to ``text`` (the state before an edit that was refused)."""
         self.text = text
+        self._doc = None
+
+    def _set(self, text: str) -> None:
+        self.text = _LONE_LF.sub("\r\n", text) if self._crlf else text
         self._doc = None
 
     def _splice(self, start: int, end: int, new: str) -> None:
@@ -184,21 +198,24 @@ class EntryEditor:
             inner = ", ".join([*items, self._portable(command_src, True)])
             self._splice(span.start, span.end, f"[{inner}]")
         else:
-            self._insert_args_member(shape, [*items, self._portable(command_src, True)])
+            self._insert_args_member(shape, items, command_src)
         span = self._span(shape.command)
         self._splice(span.start, span.end, _quote(head[0]))
 
     def _portable(self, source: str, flow: bool) -> str:
-        """A YAML plain scalar that would break inside ``[…]`` is re-quoted; else kept as is."""
-        if (
-            self.format == "yaml"
-            and flow
-            and source[:1] not in "\"'"
-            and _FLOW_UNSAFE.search(source)
-        ):
-            value = parse(source, "yaml").value
-            return _quote(str(value))
-        return source
+        """A YAML plain scalar that would read differently inside ``[…]`` is re-quoted.
+
+        Flow context has more indicators than block context: ``,[]{}#`` and ``: `` anywhere,
+        and a leading ``?`` or ``:`` (``cmd: ?x`` is a string, ``[?x]`` a mapping).
+        """
+        if self.format != "yaml" or not flow or source[:1] in "\"'":
+            return source
+        value = parse(source, "yaml").value
+        try:
+            same = parse(f"[{source}]", "yaml").value == [value]
+        except ParseError:
+            same = False
+        return source if same else _quote(str(value))
 
     def _item_prefix(self, rel: str) -> str:
         span = self._span(rel)
@@ -216,7 +233,7 @@ class EntryEditor:
             sep = ", "
         self._splice(span.start, span.start, "".join(item + sep for item in items))
 
-    def _insert_args_member(self, shape: Shape, items: list[str]) -> None:
+    def _insert_args_member(self, shape: Shape, items: list[str], command_src: str) -> None:
         """Add an ``args`` member right after the command's (the entry had none).
 
         It is always written one item per line: that is how unwrap tells an ``args`` wrap added
@@ -229,6 +246,8 @@ class EntryEditor:
         own_line = not self._before(key_at).strip()
         mapping = self._span(shape.command.rpartition("/")[0])
         block = self.format == "yaml" and self.text[mapping.start : mapping.start + 1] != "{"
+        # A block list is the same YAML context the command was written in: it moves as is.
+        items = [*items, self._portable(command_src, not block)]
         if block:
             indent = " " * len(self._before(key_at))
             lines = "".join(f"\n{indent}  - {item}" for item in items)
@@ -322,7 +341,7 @@ class EntryEditor:
         last = self._span(f"{shape.args}/{count - 1}") if count else args
         end = max(args.end, last.end) if self.text[args.start : args.start + 1] == "[" else last.end
         between = self.text[cmd.end : args.key_start if args.key_start is not None else 0]
-        pattern = r",\s*" if self.format == "json" else r"(?:,[ \t]*|\n[ \t]*)"
+        pattern = r",\s*" if self.format == "json" else r"(?:,[ \t]*|\r?\n[ \t]*)"
         added = re.fullmatch(pattern, between) and "\n" in self.text[args.start : end]
         if added and args.key_start is not None:
             self._splice(cmd.end, end, "")
@@ -377,11 +396,15 @@ class EntryEditor:
         flow = self.format == "json" or self.text[env_span.start : env_span.start + 1] == "{"
         if len(names) == 1:
             end = env_span.end if flow else cur.end
-            self._splice(env_span.start, end, "{}")
+            # A block scalar's span takes its line break: put it back after the `{}`.
+            eol = "" if flow or self.text[end - 1 : end] != "\n" else "\n"
+            self._splice(env_span.start, end, "{}" + eol)
             return
         if not flow:
             start = _line_start(self.text, cur.key_start)
-            self._splice(start, _line_end(self.text, cur.end), "")
+            # A block scalar (`KEY: |`) ends after its own last line break already.
+            ends_line = self.text[cur.end - 1 : cur.end] == "\n"
+            self._splice(start, cur.end if ends_line else _line_end(self.text, cur.end), "")
             return
         i = names.index(name)
         if i > 0:
@@ -426,7 +449,12 @@ class EntryEditor:
             env_span = self._span(shape.env)
             flow = self.format == "json" or self.text[env_span.start] == "{"
             if not flow:
-                sep = "\n" + " " * len(self._before(last.key_start))
+                indent = " " * len(self._before(last.key_start))
+                if self.text[last.end - 1 : last.end] == "\n":
+                    # The last value is a block scalar, which ends after its line break.
+                    self._splice(last.end, last.end, indent + member + "\n")
+                    return
+                sep = "\n" + indent
             else:
                 sep = (",\n" + _indent(self.text, last.key_start)) if own_line else ", "
             self._splice(last.end, last.end, sep + member)

@@ -18,10 +18,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from portcullis.scan.model import ConfigFile, Format, Server
+from portcullis.scan.parse import Document
 from portcullis.wrap.edit import EntryEditor, Shape, shape_of
-from portcullis.wrap.policy import Block, existing_servers, merge, policy_name, server_block
+from portcullis.wrap.policy import (
+    Block,
+    existing_defaults,
+    existing_servers,
+    merge,
+    policy_name,
+    server_block,
+)
 
 __all__ = [
     "FileChange",
@@ -62,17 +71,24 @@ class Wrapped:
     """The original launch: command and arguments."""
 
 
+def _head_length(argv: list[str]) -> int:
+    """How many items of ``argv`` start portcullis (1, or 3 for ``python -m portcullis``)."""
+    exe = os.path.basename(argv[0].replace("\\", "/")).lower().removesuffix(".exe")
+    if exe == "portcullis":
+        return 1
+    if exe.startswith("python") and argv[1:3] == ["-m", "portcullis"]:
+        return 3
+    return 0
+
+
 def parse_wrapped(argv: list[str]) -> Wrapped | None:
     """``argv`` taken apart if it is wrap's output, else None."""
     if not argv:
         return None
-    exe = os.path.basename(argv[0].replace("\\", "/")).lower().removesuffix(".exe")
-    if exe == "portcullis" and argv[1:2] == ["run"]:
-        head, i = argv[:1], 2
-    elif exe.startswith("python") and argv[1:4] == ["-m", "portcullis", "run"]:
-        head, i = argv[:3], 4
-    else:
+    n = _head_length(argv)
+    if n == 0 or argv[n : n + 1] != ["run"]:
         return None
+    head, i = argv[:n], n + 1
     values: dict[str, str] = {}
     pass_env: list[str] = []
     while i < len(argv) and argv[i] != "--":
@@ -154,8 +170,9 @@ class FileChange:
     path: Path
     client: str
     format: Format
-    before: str
-    after: str
+    # Not in the repr: a client file holds secrets, and a repr ends up in logs and tracebacks.
+    before: str = field(repr=False)
+    after: str = field(repr=False)
     notes: list[Note] = field(default_factory=list)
     servers: list[str] = field(default_factory=list)
     """The entries changed."""
@@ -224,8 +241,11 @@ def _mask(text: str, values: set[str]) -> str:
 
 
 def _written_forms(values: set[str]) -> set[str]:
-    """Each secret as the diff may show it: as is, escaped in a JSON (or YAML "…") string, and
-    line by line when it spans lines (a YAML block scalar, a PEM key)."""
+    """Each secret as the diff may show it.
+
+    As is, escaped in a JSON (or YAML "…") string, and line by line when it spans lines (a
+    YAML block scalar, a PEM key).
+    """
     import json
 
     forms: set[str] = set()
@@ -233,14 +253,17 @@ def _written_forms(values: set[str]) -> set[str]:
         if not value:
             continue
         forms |= {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+        forms.add(value.replace("'", "''"))  # a YAML '…' string
         # Short lines (a PEM "-----END") would mask ordinary text too; they are no secret.
         forms |= {line for line in value.splitlines() if len(line.strip()) >= 8}
     return forms
 
 
 def _file_secrets(cf: ConfigFile) -> set[str]:
-    """Secret-looking env and header values of every entry of a file, touched or not: a diff's
-    context lines may show any of them."""
+    """Secret-looking env and header values of every entry of a file, touched or not.
+
+    A diff's context lines may show any of them.
+    """
     found: set[str] = set()
     for server in cf.servers:
         for var, value in [*server.env.items(), *server.headers.items()]:
@@ -306,13 +329,15 @@ def plan_wrap(files: list[ConfigFile], options: WrapOptions) -> Plan:
         change = FileChange(cf.path, cf.client, cf.format, cf.text, cf.text)
         plan.files.append(change)
         plan.masked |= _file_secrets(cf)
-        text = cf.text
+        text, doc = cf.text, None
         for server in cf.servers:
             if not _selected(server, options.servers):
                 continue
-            editor = EntryEditor(text, cf.format, server.pointer)
+            editor = EntryEditor(text, cf.format, server.pointer, doc)
             text = _wrap_one(editor, server, cf, options, plan, change, existing, blocks, launches)
+            doc = editor.parsed
         change.after = text
+    plan.notes += _unknown(files, options.servers)
     if blocks:
         path = options.policy_path
         after = merge(options.policy_text, list(blocks.values()))
@@ -346,6 +371,11 @@ def _wrap_one(
     if parse_wrapped(argv) is not None:
         change.notes.append(Note("already wrapped; left as it is", name))
         return editor.text
+    if _head_length(argv):
+        # Set up by hand (`portcullis run npx …`): wrapping it would start a gateway in front of
+        # a gateway, and unwrap would not recognise the inner one.
+        change.notes.append(Note("already runs portcullis; left as it is", name))
+        return editor.text
     env_value = editor.get(shape.env)
     env = (
         {k: v for k, v in env_value.items() if isinstance(v, str)}
@@ -357,10 +387,31 @@ def _wrap_one(
     launch = repr((argv, sorted(env.items())))
     pname = policy_name(name)
     base, n = pname, 2
-    while pname in launches and launches[pname] != launch:
+    own = {str(k) for k in env_value} if isinstance(env_value, dict) else set()
+    borrowed: list[str] = []
+    while (pname in launches and launches[pname] != launch) or (
+        pname in existing and not set(existing[pname]) <= own
+    ):
+        if pname in existing and not set(existing[pname]) <= own and not borrowed:
+            borrowed = [pname, *sorted(set(existing[pname]) - own)]
         pname, n = f"{base}-{n}", n + 1
+    if borrowed:
+        # An existing block hands its server variables (often keyring secrets). An entry that
+        # does not set them itself may not be the server the block is for: a project's entry
+        # named "github" must not receive the user's GitHub token.
+        change.notes.append(
+            Note(
+                f"the policy's servers.{borrowed[0]} passes {', '.join(borrowed[1:])}, which this "
+                f"entry does not set: it gets servers.{pname} instead (point --server at "
+                f"{borrowed[0]} yourself if that block is meant for it)",
+                name,
+                warn=True,
+            )
+        )
     new_block = pname not in existing
     moved: dict[str, str] = {}
+    original, secrets_before, notes_before = editor.text, len(plan.secrets), len(change.notes)
+    original_doc = editor.doc
     for var, value in env.items():
         if not is_secret(var, value):
             continue
@@ -404,16 +455,47 @@ def _wrap_one(
                 )
             )
     _warn_secret_args(argv, name, change)
+    if "envFile" in raw:
+        # VS Code loads these into the gateway's environment, and `run` passes on only the
+        # variables it is told about: the server would silently lose them.
+        change.notes.append(
+            Note(
+                "its envFile variables do not reach the server through the gateway: add "
+                "`--pass-env NAME` before `--` for each, or an `env:` line in the policy block",
+                name,
+                warn=True,
+            )
+        )
     # Every variable of the entry (whatever its type) must reach the server, as before wrap.
     names = list(env_value) if isinstance(env_value, dict) else []
     pass_env = [str(v) for v in names if v not in moved]
     prefix = ["run", "--policy", str(options.policy_path), "--server", pname]
     for var in pass_env:
-        prefix += ["--pass-env", var]
+        # `--pass-env -x` would read as a missing value followed by an option: `run` would fail.
+        prefix += [f"--pass-env={var}"] if var.startswith("-") else ["--pass-env", var]
     prefix.append("--")
-    if moved:
-        editor.remove_env(shape, list(moved))
-    editor.wrap(shape, options.gateway, prefix)
+    kept_env = (
+        {k: v for k, v in env_value.items() if k not in moved}
+        if isinstance(env_value, dict)
+        else {}
+    )
+    try:
+        if moved:
+            editor.remove_env(shape, list(moved))
+        editor.wrap(shape, options.gateway, prefix)
+        problem = _check_edit(
+            original_doc,
+            editor.doc,
+            server.pointer,
+            [*options.gateway, *prefix, *argv],
+            kept_env,
+        )
+    except Exception as exc:  # an edit bug on an odd file must never write a broken file
+        problem = f"the edit failed ({type(exc).__name__})"
+    if problem is not None:
+        del plan.secrets[secrets_before:], change.notes[notes_before:]
+        change.notes.append(Note(f"not wrapped: {problem}; edit it by hand", name, warn=True))
+        return original
     change.servers.append(name)
     if pname in blocks or not new_block:
         if not new_block:
@@ -433,18 +515,70 @@ def _wrap_one(
         sandbox=options.sandbox,
         env=moved,
         origin=origin,
+        inherit=existing_defaults(options.policy_text),
     )
     blocks[pname] = block
-    rules = (
-        "read-looking tools allowed, write/delete/exec-looking tools and all others need "
-        "confirmation"
-        if block.value["tools"]["allow"]
-        else "every tool needs confirmation"
-    )
+    tools = block.value.get("tools")
+    if tools is None:
+        rules = "tool rules from your policy's defaults"
+    elif tools["allow"]:
+        rules = (
+            "read-looking tools allowed, write/delete/exec-looking tools and all others need "
+            "confirmation"
+        )
+    else:
+        rules = "every tool needs confirmation"
     change.notes.append(Note(f"wrapped as servers.{pname}: {rules}", name))
     for text in block.notes:
         change.notes.append(Note(text, name, warn=text.startswith("roots not narrowed")))
     return editor.text
+
+
+def _blank(value: Any, parts: list[str]) -> Any:
+    """``value`` with the item at ``parts`` replaced by None (copied along the path only)."""
+    if not parts:
+        return None
+    head, rest = parts[0], parts[1:]
+    if isinstance(value, dict) and head in value:
+        return {**value, head: _blank(value[head], rest)}
+    if isinstance(value, list) and head.isdigit() and int(head) < len(value):
+        i = int(head)
+        return [*value[:i], _blank(value[i], rest), *value[i + 1 :]]
+    return value
+
+
+def _check_edit(
+    before: Document, after: Document, pointer: str, argv: list[str], env: dict[str, Any]
+) -> str | None:
+    """Why the edited text is not exactly the intended change (None when it is).
+
+    The intended change: this entry launches ``argv`` with ``env``, its other keys unchanged,
+    and nothing else in the file changes in value. Text edits at parse spans can reach
+    further than the entry: a YAML alias (``args: *common``) shares the anchor's node, so an
+    edit through it would rewrite another server too.
+    """
+    old, new = before.value, after.value
+    parts = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    if _blank(old, parts) != _blank(new, parts):
+        return "the edit would change other entries too (YAML anchors or aliases?)"
+    editor = EntryEditor(after.text, after.format, pointer, after)
+    shape = shape_of(editor.entry())
+    got_env = editor.get(shape.env)
+    if editor.launch(shape) != argv:
+        return "the edited entry would not launch as intended"
+    if (got_env or {}) != env:
+        return "its environment would not come out as intended"
+    launch_keys = {shape.command.split("/")[1], (shape.args or "/").split("/")[1]}
+    launch_keys.add(shape.env.split("/")[1])
+    old_entry, new_entry = (
+        EntryEditor(before.text, before.format, pointer, before).entry(),
+        editor.entry(),
+    )
+    if {k: v for k, v in old_entry.items() if k not in launch_keys} != {
+        k: v for k, v in new_entry.items() if k not in launch_keys
+    }:
+        return "the edit would change other keys of the entry"
+    return None
 
 
 def _project_of(path: Path, cwd: str | None) -> str | None:
@@ -491,15 +625,24 @@ def plan_unwrap(
         change = FileChange(cf.path, cf.client, cf.format, cf.text, cf.text)
         plan.files.append(change)
         plan.masked |= _file_secrets(cf)
-        text = cf.text
+        text, doc = cf.text, None
         for server in cf.servers:
             if not _selected(server, servers):
                 continue
-            editor = EntryEditor(text, cf.format, server.pointer)
+            editor = EntryEditor(text, cf.format, server.pointer, doc)
             plan.masked |= _unwrap_one(editor, server, change, restore, leave_secrets, policy_refs)
-            text = editor.text
+            text, doc = editor.text, editor.parsed
         change.after = text
+    plan.notes += _unknown(files, servers)
     return plan
+
+
+def _unknown(files: list[ConfigFile], names: frozenset[str] | None) -> list[Note]:
+    """A note for each ``--server`` name that no entry of these files has (a typo?)."""
+    have = {s.name for cf in files for s in cf.servers}
+    return [
+        Note(f"no server named {n!r} was found", warn=True) for n in sorted((names or set()) - have)
+    ]
 
 
 def _unwrap_one(
@@ -560,9 +703,26 @@ def _unwrap_one(
                 )
             )
             return set()
-    editor.unwrap(shape, wrapped.separator)
+    original, original_doc = editor.text, editor.doc
+    kept_env = dict(env_value) if isinstance(env_value, dict) else {}
+    try:
+        editor.unwrap(shape, wrapped.separator)
+        if values:
+            editor.add_env(shape, values)
+        problem = _check_edit(
+            original_doc,
+            editor.doc,
+            server.pointer,
+            wrapped.inner,
+            {**kept_env, **values},
+        )
+    except Exception as exc:  # an edit bug on an odd file must never write a broken file
+        problem = f"the edit failed ({type(exc).__name__})"
+    if problem is not None:
+        editor.reset(original)
+        change.notes.append(Note(f"not unwrapped: {problem}; edit it by hand", name, warn=True))
+        return set()
     if values:
-        editor.add_env(shape, values)
         change.notes.append(
             Note(f"secrets {', '.join(values)} written back from the keyring (in plain text)", name)
         )

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ntpath
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "CONFIRM",
     "Block",
     "comment_safe",
+    "existing_defaults",
     "filesystem_roots",
     "merge",
     "policy_name",
@@ -94,6 +96,11 @@ _SYSTEM = (
     "/dev",
     "/root",
 )
+_WINDOWS_SYSTEM = ("Windows", "Program Files", "Program Files (x86)", "ProgramData")
+# AppData holds browser profiles, tokens and the credential store's files.
+_WINDOWS_CREDENTIALS = ("AppData",)
+# The path rules of this machine (tests swap in ntpath to check the Windows rules).
+_os_path: Any = os.path
 _CREDENTIALS = (
     ".ssh",
     ".aws",
@@ -126,7 +133,7 @@ _UNSAFE_IN_COMMENT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 
 
 def comment_safe(text: str) -> str:
-    """``text`` with every control and line-break character escaped (``\\r``, ``\\u2028``)."""
+    """``text`` with every control and line-break character escaped as Python would write it."""
     return _UNSAFE_IN_COMMENT.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
@@ -149,19 +156,26 @@ def _is_filesystem(argv: list[str]) -> int | None:
 
 
 def _broad(path: str, home: str) -> str | None:
-    """Why ``path`` is too broad a root (None when it is fine)."""
-    p = PurePosixPath(os.path.normpath(path))
-    h = PurePosixPath(home)
-    if str(p) == "/":
+    """Why ``path`` is too broad a root (None when it is fine).
+
+    Judged with this machine's path rules: on Windows a drive root is a whole file system as
+    ``/`` is elsewhere, and names compare without case.
+    """
+    windows = _os_path is ntpath
+    pure: type[PurePath] = PureWindowsPath if windows else PurePosixPath
+    p = pure(_os_path.normpath(path))
+    h = pure(_os_path.normpath(home))
+    if p == p.parent:
         return "the whole file system"
     if p == h:
         return "the home directory"
     if h.is_relative_to(p):
         return "a directory holding the home directory"
-    for system in _SYSTEM:
-        if p == PurePosixPath(system) or p.is_relative_to(system):
+    systems = [pure(p.anchor, d) for d in _WINDOWS_SYSTEM] if windows else map(pure, _SYSTEM)
+    for system in systems:
+        if p == system or p.is_relative_to(system):
             return "a system directory"
-    for cred in _CREDENTIALS:
+    for cred in (*_CREDENTIALS, *(_WINDOWS_CREDENTIALS if windows else ())):
         c = h / cred
         if p == c or p.is_relative_to(c):
             return "a credential directory"
@@ -184,12 +198,12 @@ def filesystem_roots(
     for arg in argv[at + 1 :]:
         if arg.startswith("-"):
             continue
-        expanded = os.path.expanduser(arg)
-        if not os.path.isabs(expanded):
+        expanded = _os_path.expanduser(arg)
+        if not _os_path.isabs(expanded):
             if project is None:
                 todo.append(f"{arg}: a relative directory and no project to resolve it against")
                 continue
-            expanded = os.path.normpath(os.path.join(project, expanded))
+            expanded = _os_path.normpath(_os_path.join(project, expanded))
             arg = expanded
         why = _broad(expanded, home)
         if why is None:
@@ -227,8 +241,13 @@ def server_block(
     sandbox: bool,
     env: dict[str, str],
     origin: str,
+    inherit: frozenset[str] = frozenset(),
 ) -> Block:
-    """The starting policy for one server launched by ``argv`` (its original command)."""
+    """The starting policy for one server launched by ``argv`` (its original command).
+
+    ``inherit`` names the keys the policy's ``defaults`` already sets: they are left out, so
+    the server gets the user's own rules for them, never wider generated ones.
+    """
     value: dict[str, Any] = {"tools": {}}
     notes: list[str] = []
     comment = comment_safe(f"added by `portcullis wrap` for {origin}")
@@ -249,12 +268,36 @@ def server_block(
             tools["allow"] = []
     value["tools"] = tools
     if env:
-        value["env"] = dict(env)
+        # `run` hands a block's env only to the command the block names (a client config could
+        # otherwise run any program with these secrets), so the launch is pinned here too.
+        value = {"command": argv[0], "args": list(argv[1:]), **value, "env": dict(env)}
     profile = _sandboxable(argv)
     if sandbox and fs is not None and fs[0] and profile is not None:
         value["sandbox"] = {"profile": profile, "network": "none"}
         notes.append(f"sandbox: {profile} profile, no network")
+    kept = sorted(k for k in ("tools", "paths", "sandbox") if k in inherit)
+    if kept:
+        for key in kept:
+            value.pop(key, None)
+        notes = [n for n in notes if not n.startswith(tuple(kept))]
+        notes.append(
+            "uses your policy's " + ", ".join(f"defaults.{k}" for k in kept) + " (not replaced)"
+        )
     return Block(name, value, comment, notes)
+
+
+def existing_defaults(text: str | None) -> frozenset[str]:
+    """The keys a policy file's ``defaults`` block sets."""
+    if not text:
+        return frozenset()
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return frozenset()
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    return frozenset(str(k) for k in defaults) if isinstance(defaults, dict) else frozenset()
 
 
 def _yaml() -> Any:
@@ -311,7 +354,7 @@ def merge(text: str | None, blocks: list[Block]) -> str:
     try:
         doc = parse(text, "yaml")
     except ParseError:
-        return _round_trip(text, blocks)  # the validator then reports the file's own error
+        return text  # nothing can be added to a broken file: the validator reports its error
     servers = doc.value.get("servers") if isinstance(doc.value, dict) else None
     if not isinstance(doc.value, dict) or "servers" not in doc.value:
         sep = "" if text.endswith("\n") else "\n"
@@ -324,6 +367,8 @@ def merge(text: str | None, blocks: list[Block]) -> str:
             + _render(blocks, "  ").rstrip("\n")
             + (text[span.end :])
         )
+    if servers is not None and not isinstance(servers, dict):
+        return text  # not a mapping: nothing can be added, and the validator says why
     if not isinstance(servers, dict) or text[span.start : span.start + 1] == "{":
         return _round_trip(text, blocks)
     first = doc.spans["/servers/" + _escape(next(iter(servers)))]

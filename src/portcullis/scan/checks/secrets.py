@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from portcullis.detect._validate import is_published_example
-from portcullis.detect.secrets import scan_secrets
+from portcullis.detect.secrets import is_published_example, scan_secrets
 from portcullis.scan.checks._util import (
     entropy,
     is_loopback,
