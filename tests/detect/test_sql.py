@@ -358,3 +358,26 @@ def test_deep_nesting_gets_a_verdict(pg: SqlGuard, depth: int) -> None:
 def test_hidden_positions_are_still_checked(pg: SqlGuard, sql: str) -> None:
     """Locking, INTO and functions are found in set-operation arms, FROM, ORDER BY and FILTER."""
     assert pg.check(sql, argument="sql").decision == "deny"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT (NULL::api_keys).*",
+        "SELECT (NULL::public.sessions).token",
+        "SELECT CAST(NULL AS users_credentials)",
+        "SELECT '{}'::api_keys[]",
+        "SELECT NULL::_api_keys",
+        "SELECT x FROM (VALUES (NULL::sessions)) AS v(x)",
+    ],
+)
+def test_postgres_row_type_of_a_blocked_table_is_denied(pg: SqlGuard, sql: str) -> None:
+    """A blocked table's row type lists its columns: naming it in a cast is naming the table."""
+    verdict = pg.check(sql, argument="sql")
+    assert isinstance(verdict, Deny) and verdict.rule == "sql.denied-table", sql
+
+
+def test_postgres_ordinary_casts_still_pass(pg: SqlGuard) -> None:
+    """Casts to built-in types and to allowed tables' row types are unaffected."""
+    for sql in ("SELECT '1'::int, now()::date, NULL::orders", "SELECT CAST(x AS text) FROM t"):
+        assert isinstance(pg.check(sql, argument="sql"), Allow), sql

@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         run,
         sandbox,
         scan,
+        sql,
         wrap,
     )
 
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         demo,
         approvals,
         sandbox,
+        sql,
     ):
         module.register(sub)
     return parser

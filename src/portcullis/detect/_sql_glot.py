@@ -369,7 +369,11 @@ class SqliteProbe:
             self._refused = None
             try:
                 self._conn.execute(first).close()
-            except sqlite3.ProgrammingError:
+            except sqlite3.ProgrammingError as exc:
+                if "binding" in str(exc):
+                    # Placeholders (``?``) without values: the prepare, where the authorizer
+                    # ran, succeeded; only binding failed.
+                    return self._refused
                 return Problem(
                     "sql.multiple-statements",
                     "the value holds more than one statement, "

@@ -163,6 +163,21 @@ def _walk(
                         f"the statement uses table {fragment(val['relname'])}, "
                         "which the policy denies",
                     )
+                # A table's row type names the table too: NULL::blocked and
+                # (NULL::blocked).* list its columns (and prove it exists). _blocked is its
+                # array type.
+                if key == "typeName" and "names" in val:
+                    parts = [None, None, *_names(val["names"])][-3:]
+                    last = parts[2] or ""
+                    if any(
+                        table_denied(parts[0], parts[1], n)
+                        for n in (last, last[1:] if last.startswith("_") else last)
+                    ):
+                        return Problem(
+                            "sql.denied-table",
+                            f"the statement uses the row type of table {fragment(last)}, "
+                            "which the policy denies",
+                        )
                 if key == "FuncCall":
                     names = _names(val.get("funcname", ()))
                     if not function_allowed(names):

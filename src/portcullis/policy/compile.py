@@ -184,6 +184,11 @@ def _sql(block: SqlBlock | None) -> SqlSettings | None:
         read_only=block.read_only,
         deny_tables=tuple(block.deny_tables),
         allow_functions=functions if isinstance(functions, str) else tuple(functions),
+        max_rows=block.max_rows,
+        max_bytes=block.max_bytes,
+        timeout_s=float(block.timeout_s),
+        mask_columns=tuple(block.mask_columns),
+        schema=block.schema_,
     )
 
 

@@ -74,6 +74,12 @@ class SqlSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     read_only: bool = True
     deny_tables: tuple[str, ...] = ()
     allow_functions: str | tuple[str, ...] = "default"
+    # Read by `portcullis sql` only (result caps, query timeout, masking, search_path).
+    max_rows: int = 1000
+    max_bytes: int = 1024 * 1024
+    timeout_s: float = 10.0
+    mask_columns: tuple[str, ...] = ()
+    schema: str | None = None
 
 
 class UrlSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

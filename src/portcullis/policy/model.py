@@ -235,6 +235,29 @@ class SqlBlock(_Block):
     allow_functions: Literal["default"] | list[NonEmpty] = Field(
         default="default", description="'default' (the built-in allowlist) or the allowed functions"
     )
+    # The keys below are read by `portcullis sql` (the read-only SQL server); the gateway's
+    # argument guard ignores them.
+    max_rows: PositiveInt = Field(
+        default=1000, description="portcullis sql: rows returned per result; the rest is cut"
+    )
+    max_bytes: PositiveInt = Field(
+        default=1024 * 1024,
+        description="portcullis sql: bytes of row data returned per result; the rest is cut",
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="portcullis sql: a query running longer is stopped"
+    )
+    mask_columns: list[Glob] = Field(
+        default_factory=list,
+        description="portcullis sql: column-name globs (case-insensitive) whose values are "
+        "masked, in addition to the built-in list (*password*, *token*, ssn, …)",
+    )
+    schema_: NonEmpty | None = Field(
+        default=None,
+        alias="schema",
+        description="portcullis sql, PostgreSQL: the schema unqualified names resolve to "
+        "(search_path); default public",
+    )
 
     @field_validator("dialect")
     @classmethod
