@@ -1,8 +1,8 @@
 """Static scan time: 20 servers across 5 client files, offline (target: <= 1 s, DESIGN §6).
 
 Builds a fixture home (Claude Desktop, Cursor, VS Code, Codex TOML, Goose YAML; 4 servers
-each, with the usual problems: filesystem at /, secrets in env, unpinned npx, plain http) and
-times, in one run and interleaved:
+each: a filesystem server at /, a token in env, a pinned uvx server, a Docker image with a
+database URL) and times, in one run and interleaved:
 
 * `startup`: `portcullis --version`, the floor of any CLI invocation;
 * `scan PATHS`: `portcullis scan --offline --format json FILE...` (the 5 files);

@@ -258,3 +258,21 @@ def test_the_users_defaults_are_never_replaced_by_wider_generated_rules(tmp_path
     assert fs.tools.default == "deny"
     assert list(fs.roots) == ["/srv/only"]
     assert any("defaults.tools" in n.text for n in plan.files[0].notes)
+
+
+def test_one_good_root_keeps_the_allow_list_and_says_nothing_about_confirming_all() -> None:
+    """A dropped broad root beside a kept one narrows the roots; reads stay allowed."""
+    from portcullis.wrap.policy import server_block
+
+    block = server_block(
+        "files",
+        ["npx", "-y", "@modelcontextprotocol/server-filesystem@2026.8.31", "/", "/srv/app"],
+        home="/home/me",
+        project=None,
+        sandbox=False,
+        env={},
+        origin="test",
+    )
+    assert block.value["paths"] == {"roots": ["/srv/app"]}
+    assert block.value["tools"]["allow"]
+    assert not any("every tool" in note for note in block.notes)

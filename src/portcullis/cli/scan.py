@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--update-baseline",
         action="store_true",
-        help="write the current findings into --baseline and exit 0",
+        help="write the current findings into --baseline (exit 0; 2 when the scan was incomplete)",
     )
     p.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
     p.set_defaults(handler=_scan)

@@ -222,7 +222,7 @@ class PathsBlock(_Block):
 
 
 class SqlBlock(_Block):
-    """SQL arguments are parsed and checked (enforced in a later release)."""
+    """SQL arguments are parsed and checked; ``portcullis sql`` reads its settings here too."""
 
     arguments: list[NonEmpty] = Field(
         default_factory=list, description="argument names that hold SQL"
@@ -256,7 +256,7 @@ class SqlBlock(_Block):
         default=None,
         alias="schema",
         description="portcullis sql, PostgreSQL: the schema unqualified names resolve to "
-        "(search_path); default public",
+        "(search_path); default: the role's own search_path",
     )
 
     @field_validator("dialect")

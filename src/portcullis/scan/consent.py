@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import select
 import shlex
 import time
-from collections.abc import Mapping
-from typing import Final, Protocol
+from typing import Protocol
 
 from portcullis.scan.checks._util import redact_url
 from portcullis.scan.model import Server
+from portcullis.scan.probe import env_refs
+from portcullis.scan.report._common import safe as visible
 
-__all__ = ["Consent", "always", "env_refs", "question", "tty_consent", "visible"]
-
-# The references probe.resolve_refs fills from this environment.
-_REF: Final = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+__all__ = ["Consent", "always", "question", "tty_consent", "visible"]
 
 
 class Consent(Protocol):
@@ -133,22 +130,3 @@ def question(server: Server, argv: list[str], sandboxed: bool) -> str:
         f"  sandbox: {where}\n"
         "Start it? [y/N] "
     )
-
-
-def env_refs(values: Mapping[str, str]) -> list[str]:
-    """The environment variables ``${VAR}`` references in ``values`` would read."""
-    return sorted({m.group(1) for v in values.values() for m in _REF.finditer(v)})
-
-
-def visible(text: str) -> str:
-    """Control and invisible characters escaped: server text never reaches a terminal raw."""
-    import unicodedata
-
-    out = []
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp") and ch not in " ":
-            code = ord(ch)
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return "".join(out)

@@ -30,21 +30,7 @@ from typing import Any
 from portcullis.scan.model import ScanError, Scope, Server, Setting, Transport
 from portcullis.scan.parse import Document, escape, pointer
 
-__all__ = ["SHAPES", "Extracted", "extract", "guess_shape"]
-
-SHAPES = (
-    "mcpServers",
-    "claude-json",
-    "claude-settings",
-    "servers",
-    "vscode-settings",
-    "devcontainer",
-    "context_servers",
-    "codex",
-    "goose",
-    "opencode",
-    "continue",
-)
+__all__ = ["Extracted", "extract", "guess_shape"]
 
 _TRANSPORTS: dict[str, Transport] = {
     "stdio": "stdio",

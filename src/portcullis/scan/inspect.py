@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from portcullis.scan.checks._util import redact_url
-from portcullis.scan.consent import Consent, always, env_refs, tty_consent, visible
+from portcullis.scan.checks._util import host_of, is_loopback, redact_url
+from portcullis.scan.consent import Consent, always, tty_consent, visible
 from portcullis.scan.model import Finding, Rule, ScanError, Server, Severity
 from portcullis.scan.probe import (
     HttpChannel,
     Listing,
     ProbeError,
     StartError,
-    is_loopback,
+    env_refs,
     list_server,
     resolve_refs,
     started,
@@ -392,7 +392,7 @@ def _inspect_http(
     if not url:
         raise _Skip("not inspected: the entry has no url")
     shown = visible(redact_url(url))
-    if url.startswith("http://") and not is_loopback(url):
+    if url.startswith("http://") and not is_loopback(host_of(url)):
         log(f'server "{visible(server.name)}": connecting over plain http:// to {shown}')
     refs = env_refs(server.headers)
     if refs and server.scope not in _OWN_SCOPES:

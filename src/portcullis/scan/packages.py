@@ -286,26 +286,31 @@ _UV_VALUE_OPTS = frozenset(
 )
 
 
+def _option_value(tokens: list[Token], i: int) -> tuple[Token, int] | None:
+    """The value of the option at ``i`` (``--opt=value`` or ``--opt value``), and the next index."""
+    _flag, eq, val = tokens[i].value.partition("=")
+    if eq:
+        return Token(val, tokens[i].pointer), i + 1
+    if i + 1 < len(tokens):
+        return tokens[i + 1], i + 2
+    return None
+
+
 def _uv_run(tokens: list[Token], start: int) -> tuple[list[PackageRef], int]:
     main: Token | None = None
     extra: list[Token] = []
     i = start
     while i < len(tokens):
-        t = tokens[i]
-        v = t.value
+        v = tokens[i].value
         if v == "--":
             i += 1
             break
-        flag, eq, val = v.partition("=")
+        flag = v.partition("=")[0]
         if flag in ("--from", "--with", "-w"):
-            if eq:
-                value = Token(val, t.pointer)
-                i += 1
-            elif i + 1 < len(tokens):
-                value = tokens[i + 1]
-                i += 2
-            else:
+            taken = _option_value(tokens, i)
+            if taken is None:
                 break
+            value, i = taken
             if flag == "--from":
                 main = value
             else:
@@ -331,21 +336,15 @@ def _pipx_run(tokens: list[Token], start: int) -> tuple[list[PackageRef], int]:
     spec: Token | None = None
     i = start
     while i < len(tokens):
-        t = tokens[i]
-        v = t.value
+        v = tokens[i].value
         if v == "--":
             i += 1
             break
-        flag, eq, val = v.partition("=")
-        if flag == "--spec":
-            if eq:
-                spec = Token(val, t.pointer)
-                i += 1
-            elif i + 1 < len(tokens):
-                spec = tokens[i + 1]
-                i += 2
-            else:
+        if v.partition("=")[0] == "--spec":
+            taken = _option_value(tokens, i)
+            if taken is None:
                 break
+            spec, i = taken
             continue
         if v in _PIPX_VALUE_OPTS:
             i += 2

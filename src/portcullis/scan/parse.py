@@ -364,7 +364,7 @@ def _toml(text: str) -> Document:
     except RecursionError:
         # tomllib has no nesting limit of its own: a deep inline array must not crash the scan
         raise ParseError("nested too deeply to parse", 1, 1) from None
-    return Document(value, text, "toml", _toml_spans(text, value))
+    return Document(value, text, "toml", _toml_spans(text))
 
 
 def _toml_parts(dotted: str) -> list[str]:
@@ -378,10 +378,10 @@ def _toml_parts(dotted: str) -> list[str]:
     return parts
 
 
-def _toml_spans(text: str, value: Any) -> dict[str, Span]:
+def _toml_spans(text: str) -> dict[str, Span]:
     """Lines of table headers and keys; multi-line strings and arrays keep their key's line.
 
-    ``tomllib`` gives no positions, so this walks the lines with the value already known to be
+    ``tomllib`` gives no positions, so this walks the lines of text already known to be
     valid: an approximation that only has to find headers and ``key =`` lines.
     """
     spans: dict[str, Span] = {"": Span(1, 1, -1, -1)}

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
-from urllib.parse import urlsplit
 
 from portcullis._version import __version__
 
@@ -50,7 +49,7 @@ __all__ = [
     "RpcError",
     "StartError",
     "StdioChannel",
-    "is_loopback",
+    "env_refs",
     "list_server",
     "read_only_paths",
     "resolve_refs",
@@ -93,6 +92,16 @@ class RpcError(ProbeError):
         self.error_message = str(err.get("message", ""))[:300]
         self.data = err.get("data")
         super().__init__(f"{method} failed: {self.error_message} (code {self.code})")
+
+
+def _result(method: str, answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``result`` object of a JSON-RPC answer; its ``error`` raised as :class:`RpcError`."""
+    if "error" in answer:
+        raise RpcError(method, answer["error"])
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise ProbeError(f"{method}: the result is not an object")
+    return result
 
 
 class Channel(Protocol):
@@ -246,12 +255,7 @@ class StdioChannel:
                 continue
             if msg.get("id") != rid or "method" in msg:
                 continue  # a notification, or a stale answer
-            if "error" in msg:
-                raise RpcError(method, msg["error"])
-            result = msg.get("result")
-            if not isinstance(result, dict):
-                raise ProbeError(f"{method}: the result is not an object")
-            return result
+            return _result(method, msg)
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         """Send a notification."""
@@ -379,12 +383,7 @@ class HttpChannel:
         found = answer[0] if answer else None
         if found is None:
             raise ProbeError(f"{method}: the server sent no answer")
-        if "error" in found:
-            raise RpcError(method, found["error"])
-        result = found.get("result")
-        if not isinstance(result, dict):
-            raise ProbeError(f"{method}: the result is not an object")
-        return result
+        return _result(method, found)
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         """POST a notification; failures do not matter (the next request shows them)."""
@@ -417,12 +416,6 @@ def _sse_messages(raw: bytes) -> list[Any]:
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
     return out
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` points at this machine."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _list_all(
@@ -609,6 +602,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(OSError):
             if stream is not None:
                 stream.close()
+
+
+def env_refs(values: Mapping[str, str]) -> list[str]:
+    """The environment variables ``${VAR}`` references in ``values`` would read."""
+    return sorted({m.group(1) for v in values.values() for m in _REF.finditer(v)})
 
 
 def resolve_refs(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:

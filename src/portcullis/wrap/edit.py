@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portcullis.scan.model import Format
-from portcullis.scan.parse import Document, ParseError, Span, parse
+from portcullis.scan.parse import Document, ParseError, Span, escape, parse
 
 __all__ = [
     "EntryEditor",
@@ -390,7 +390,7 @@ class EntryEditor:
             return
         names = list(env)
         env_span = self._span(shape.env)
-        member = f"{shape.env}/{_escape(name)}"
+        member = f"{shape.env}/{escape(name)}"
         cur = self._span(member)
         assert cur.key_start is not None
         flow = self.format == "json" or self.text[env_span.start : env_span.start + 1] == "{"
@@ -408,11 +408,11 @@ class EntryEditor:
             return
         i = names.index(name)
         if i > 0:
-            prev = self._span(f"{shape.env}/{_escape(names[i - 1])}")
+            prev = self._span(f"{shape.env}/{escape(names[i - 1])}")
             if re.fullmatch(r"\s*,\s*", self.text[prev.end : cur.key_start]):
                 self._splice(prev.end, cur.end, "")
                 return
-        nxt = self._span(f"{shape.env}/{_escape(names[i + 1])}") if i + 1 < len(names) else None
+        nxt = self._span(f"{shape.env}/{escape(names[i + 1])}") if i + 1 < len(names) else None
         if nxt is not None and nxt.key_start is not None:
             self._splice(cur.key_start, nxt.key_start, "")
         else:
@@ -439,11 +439,11 @@ class EntryEditor:
         env = self.get(shape.env)
         member = f"{_quote(name)}: {_quote(value)}"
         if isinstance(env, dict) and name in env:
-            span = self._span(f"{shape.env}/{_escape(name)}")
+            span = self._span(f"{shape.env}/{escape(name)}")
             self._splice(span.start, span.end, _quote(value))
             return
         if isinstance(env, dict) and env:
-            last = self._span(f"{shape.env}/{_escape(list(env)[-1])}")
+            last = self._span(f"{shape.env}/{escape(list(env)[-1])}")
             assert last.key_start is not None
             own_line = not self._before(last.key_start).strip()
             env_span = self._span(shape.env)
@@ -466,7 +466,7 @@ class EntryEditor:
         # No env mapping: add one after the entry's last member.
         entry = self.entry()
         last_key = list(entry)[-1]
-        last = self._span("/" + _escape(last_key))
+        last = self._span("/" + escape(last_key))
         key = _parts(shape.env)[-1]
         assert last.key_start is not None
         entry_span = self.doc.spans[self.pointer]
@@ -478,7 +478,3 @@ class EntryEditor:
         else:
             sep = "\n" + " " * len(self._before(last.key_start))
             self._splice(last.end, last.end, f"{sep}{key}: {{{member}}}")
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")

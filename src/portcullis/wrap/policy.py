@@ -82,7 +82,6 @@ CONFIRM: tuple[str, ...] = (
     *(p for v in _SHORT_VERBS for p in (f"{v}*", f"*_{v}*", f"*{v.capitalize()}*")),
 )
 
-_NAME_OK = re.compile(r"[A-Za-z0-9_-]+")
 _SYSTEM = (
     "/etc",
     "/usr",
@@ -257,10 +256,13 @@ def server_block(
         roots, todo = fs
         if todo:
             comment += "\nTODO narrow: " + comment_safe("; ".join(todo))
-            notes.append(
-                "roots not narrowed (" + "; ".join(todo) + "): until you add `paths.roots`, "
-                "every tool of this server needs your confirmation"
-            )
+            dropped = "roots not narrowed (" + "; ".join(todo) + ")"
+            if not roots:
+                dropped += (
+                    ": until you add `paths.roots`, every tool of this server needs your "
+                    "confirmation"
+                )
+            notes.append(dropped)
         if roots:
             value["paths"] = {"roots": roots}
             notes.append("paths.roots: " + ", ".join(roots))
@@ -345,7 +347,7 @@ def merge(text: str | None, blocks: list[Block]) -> str:
     """
     if text is None or not text.strip():
         return _HEADER + "version: 1\nservers:\n" + _render(blocks, "  ")
-    from portcullis.scan.parse import ParseError, parse
+    from portcullis.scan.parse import ParseError, escape, parse
 
     existing = existing_servers(text)
     blocks = [b for b in blocks if b.name not in existing]
@@ -371,16 +373,12 @@ def merge(text: str | None, blocks: list[Block]) -> str:
         return text  # not a mapping: nothing can be added, and the validator says why
     if not isinstance(servers, dict) or text[span.start : span.start + 1] == "{":
         return _round_trip(text, blocks)
-    first = doc.spans["/servers/" + _escape(next(iter(servers)))]
+    first = doc.spans["/servers/" + escape(next(iter(servers)))]
     key_at = first.key_start if first.key_start is not None else first.start
     indent = " " * (key_at - (text.rfind("\n", 0, key_at) + 1))
     at = span.end
     sep = "" if text[:at].endswith("\n") else "\n"
     return text[:at] + sep + _render(blocks, indent) + text[at:]
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 def _render(blocks: list[Block], indent: str) -> str:

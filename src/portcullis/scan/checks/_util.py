@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-import shlex
-from collections import Counter
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+# Findings mask evidence exactly as the detector does.
+from portcullis.detect._validate import entropy, mask
 
 __all__ = [
     "entropy",
@@ -15,7 +15,6 @@ __all__ = [
     "is_loopback",
     "is_reference",
     "mask",
-    "quote",
     "redact_url",
     "scrub",
     "strip_references",
@@ -37,23 +36,6 @@ def is_reference(value: str) -> bool:
 def strip_references(value: str) -> str:
     """``value`` with its references blanked out, so only literal text is scanned."""
     return _REFERENCE.sub(" ", value)
-
-
-def mask(value: str) -> str:
-    """Enough of a secret to recognise it, never the secret (as the detector masks)."""
-    if len(value) >= 16:
-        return f"{value[:4]}…{value[-4:]}"
-    if len(value) >= 8:
-        return f"{value[:2]}…"
-    return "…"
-
-
-def entropy(value: str) -> float:
-    """Shannon entropy of ``value`` in bits per character."""
-    if not value:
-        return 0.0
-    n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
 
 
 def host_of(url: str) -> str:
@@ -101,11 +83,6 @@ def redact_url(url: str) -> str:
         for k, sep, v in (q.partition("=") for q in parts.query.split("&") if q)
     )
     return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, ""))
-
-
-def quote(value: str) -> str:
-    """``value`` quoted for a POSIX shell only when it needs it."""
-    return shlex.quote(value)
 
 
 def scrub(text: str) -> str:

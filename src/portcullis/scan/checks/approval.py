@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from shlex import quote
 from typing import Any
 
-from portcullis.scan.checks._util import quote
 from portcullis.scan.model import ConfigFile, Finding, Rule, Server, Severity
 
 __all__ = ["AUTO_APPROVE_PROJECT_SERVERS", "AUTO_APPROVE_TOOLS", "RULES", "check", "check_file"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterable
+from shlex import quote
 
-from portcullis.scan.checks._util import quote
 from portcullis.scan.model import Finding, Rule, Server, Severity
 from portcullis.scan.packages import Token, exe_name, launch, package_refs, server_args
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from shlex import quote
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from portcullis.detect.secrets import is_published_example, scan_secrets
@@ -21,7 +22,6 @@ from portcullis.scan.checks._util import (
     is_loopback,
     is_reference,
     mask,
-    quote,
     redact_url,
     strip_references,
 )

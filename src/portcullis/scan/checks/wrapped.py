@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from shlex import quote
 
-from portcullis.scan.checks._util import quote
 from portcullis.scan.model import Finding, Rule, Server
 from portcullis.scan.packages import launch
 

@@ -17,6 +17,7 @@ __all__ = [
     "SEVERITY_ORDER",
     "counts",
     "notes",
+    "plural",
     "safe",
     "scope_line",
     "severity_counts",
@@ -116,15 +117,16 @@ def rule_title(finding: Finding, rules: Mapping[str, Rule]) -> str:
 def scope_line(result: ScanResult) -> str:
     """``3 config files read, 1 could not be read, 5 servers, 0.42 s``."""
     unread = sum(1 for e in result.errors if e.kind == "config")
-    parts = [f"{_plural(len(result.files), 'config file')} read"]
+    parts = [f"{plural(len(result.files), 'config file')} read"]
     if unread:
         parts.append(f"{unread} could not be read")
-    parts.append(_plural(len(result.servers), "server"))
+    parts.append(plural(len(result.servers), "server"))
     parts.append(f"{result.duration_s:.2f} s")
     return ", ".join(parts)
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``: ``n`` and ``word``, with an ``s`` unless ``n`` is one."""
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
@@ -132,7 +134,7 @@ def summary_line(result: ScanResult) -> str:
     """One line: ``12 findings: 1 critical, 3 high …; 1 suppressed; 1 file could not be read``."""
     by = severity_counts(result.findings)
     parts = [f"{n} {s}" for s, n in by.items() if n]
-    head = _plural(len(result.findings), "finding")
+    head = plural(len(result.findings), "finding")
     line = f"{head}: {', '.join(parts)}" if parts else head
     if result.suppressed:
         line += f"; {len(result.suppressed)} suppressed"
@@ -140,7 +142,7 @@ def summary_line(result: ScanResult) -> str:
         unread = sum(1 for e in result.errors if e.kind == "config")
         other = len(result.errors) - unread
         if unread:
-            line += f"; {unread} {'file' if unread == 1 else 'files'} could not be read"
+            line += f"; {plural(unread, 'file')} could not be read"
         if other:
-            line += f"; {_plural(other, 'other error')}"
+            line += f"; {plural(other, 'other error')}"
     return line

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from portcullis.scan.model import CHECKLIST, SEVERITIES, Checklist, Finding, ScanResult, Severity
+from portcullis.scan.report._common import plural
 
 __all__ = ["NOT_WRAPPED", "REVIEW_PERIOD", "Item", "Status", "scorecard"]
 
@@ -90,7 +91,7 @@ def scorecard(
             continue
         found = [f for f in result.findings if item_id in f.checklist]
         affected = len({(f.file, f.server) for f in found if f.server is not None})
-        status, reason = _judge(item_id, found, affected, total, item_id in blind, result)
+        status, reason = _judge(item_id, found, total, item_id in blind, result)
         items.append(Item(item_id, title, status, reason, total, affected))
     return items
 
@@ -98,7 +99,6 @@ def scorecard(
 def _judge(
     item: Checklist,
     found: list[Finding],
-    affected: int,
     total: int,
     blind: bool,
     result: ScanResult,
@@ -117,23 +117,23 @@ def _judge(
     if blind:
         return "unknown", "no findings, but part of the scan failed (see the errors)"
     if total == 0:
-        settings = "" if not result.files else f" in {_n(len(result.files), 'file')}"
+        settings = "" if not result.files else f" in {plural(len(result.files), 'file')}"
         return "unknown", f"no servers configured{settings}"
     if item in _GATEWAY_ITEMS:
-        return "pass", f"all {_n(total, 'server')} behind Portcullis"
-    return "pass", f"no findings across {_n(total, 'server')}"
+        return "pass", f"all {plural(total, 'server')} behind Portcullis"
+    return "pass", f"no findings across {plural(total, 'server')}"
 
 
 def _describe(found: list[Finding], total: int) -> str:
     servers = {(f.file, f.server) for f in found if f.server is not None}
     file_level = sum(1 for f in found if f.server is None)
     worst: Severity = max((f.severity for f in found), key=SEVERITIES.index)
-    text = f"{_n(len(found), 'finding')} (worst: {worst})"
+    text = f"{plural(len(found), 'finding')} (worst: {worst})"
     where: list[str] = []
     if servers:
-        where.append(f"{len(servers)} of {_n(total, 'server')}")
+        where.append(f"{len(servers)} of {plural(total, 'server')}")
     if file_level:
-        where.append(_n(file_level, "client setting"))
+        where.append(plural(file_level, "client setting"))
     return f"{text} on {' and '.join(where)}" if where else text
 
 
@@ -144,11 +144,7 @@ def _review(previous: datetime | None, now: datetime) -> tuple[Status, str]:
         previous = previous.replace(tzinfo=UTC)
     age = now - previous
     days = max(age.days, 0)
-    when = "today" if days == 0 else f"{_n(days, 'day')} ago"
+    when = "today" if days == 0 else f"{plural(days, 'day')} ago"
     if age < REVIEW_PERIOD:
         return "pass", f"previous scan {when}"
     return "warn", f"previous scan {when} (review at least every {REVIEW_PERIOD.days} days)"
-
-
-def _n(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")

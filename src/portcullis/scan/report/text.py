@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from portcullis.scan.model import Finding, Rule, ScanResult, Severity
 from portcullis.scan.report._common import (
     notes,
+    plural,
     rule_title,
     safe,
     scope_line,
@@ -223,7 +224,7 @@ def _suppressed(console: Console, result: ScanResult) -> None:
     console.print()
     console.print(
         _t(
-            f"Suppressed: {_n(len(result.suppressed), 'finding')} (baseline; not counted)",
+            f"Suppressed: {plural(len(result.suppressed), 'finding')} (baseline; not counted)",
             "bold",
         )
     )
@@ -287,7 +288,3 @@ def _errors(console: Console, result: ScanResult, boxes: Box) -> None:
             subtitle_align="left",
         )
     )
-
-
-def _n(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from portcullis._state import write_private
+
 if TYPE_CHECKING:  # imported when first needed: offline scans never pay for it
     import httpx2
 
@@ -191,7 +193,7 @@ def _ask_npm(cache_dir: Path, now: datetime, *, run: bool) -> str:
             "the npm registry is unknown: `npm config get registry` answered "
             f"{url or done.stderr.strip()[:200]!r}; set NPM_CONFIG_REGISTRY or rerun with --offline"
         )
-    _write_private(cached, {"fetched": now.isoformat(), "registry": url})
+    _write_json(cached, {"fetched": now.isoformat(), "registry": url})
     return url
 
 
@@ -302,17 +304,9 @@ class Answer:
     cached: bool = False
 
 
-def _write_private(path: Path, payload: Any) -> None:
+def _write_json(path: Path, payload: Any) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_private(path, json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
 
 class Fetcher:
@@ -385,8 +379,7 @@ class Fetcher:
 
     def _store(self, key: str, answer: Answer) -> None:
         with contextlib.suppress(OSError):  # a read-only cache must not fail the scan
-            self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_private(
+            _write_json(
                 self._cache_path(key),
                 {
                     "key": self._digest(key),

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from portcullis.scan.model import PackageRef, Severity
 from portcullis.scan.vet.pypi import normalize
@@ -26,8 +26,6 @@ __all__ = [
     "typosquat_issue",
     "well_known",
 ]
-
-Ecosystem = Literal["npm", "pypi", "docker"]
 
 # Characters and pairs that read alike in a terminal or a README, folded to one spelling.
 _HOMOGLYPHS = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("0", "o"), ("1", "l"), ("5", "s"))
