@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import msgspec
+from stdio_client import BenchError, Conn
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 SCHEMA = ROOT / "tests" / "fixtures" / "sql" / "schema.sql"
 PG_SCRIPT = ROOT / "scripts" / "pg-test-server.sh"
-CHUNK = 1 << 16
 WARMUP = 50
 TARGET_ADDED_MS = 2.0
 
@@ -65,30 +65,6 @@ servers:
       mask_columns: [email, phone]
 {extra}"""
 
-INITIALIZE = (
-    msgspec.json.encode(
-        {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "portcullis-bench", "version": "1"},
-            },
-        }
-    )
-    + b"\n"
-)
-INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
-
-
-class Reply(msgspec.Struct):
-    id: int | str | None = None
-    method: str | None = None
-    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-
 
 class CallResult(msgspec.Struct, rename="camel"):
     is_error: bool = False
@@ -96,71 +72,15 @@ class CallResult(msgspec.Struct, rename="camel"):
     content: list = []
 
 
-_decode_reply = msgspec.json.Decoder(Reply).decode
 _decode_result = msgspec.json.Decoder(CallResult).decode
 
 
-class BenchError(Exception):
-    pass
-
-
-class Server:
-    """``portcullis sql`` spoken to over blocking pipes (as in relay.py)."""
+class Server(Conn):
+    """``portcullis sql`` over the benchmarks' raw stdio client, with numbered queries."""
 
     def __init__(self, argv: list, env: dict, stderr_path: Path) -> None:
-        self.stderr_path = stderr_path
-        with open(stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                bufsize=0,
-                env=env,
-                cwd=ROOT,
-            )
-        self.wfd = self.proc.stdin.fileno()
-        self.rfd = self.proc.stdout.fileno()
-        self.buf = b""
+        super().__init__(argv, env, stderr_path)
         self.rid = 0
-
-    def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.wfd, view) :]
-        except OSError as exc:
-            raise BenchError(f"cannot write to the server: {exc}{self.stderr_tail()}") from None
-
-    def read_line(self) -> bytes:
-        nl = self.buf.find(b"\n")
-        if nl >= 0:
-            line, self.buf = self.buf[:nl], self.buf[nl + 1 :]
-            return line
-        parts = [self.buf]
-        while True:
-            chunk = os.read(self.rfd, CHUNK)
-            if not chunk:
-                raise BenchError(f"the server closed its stdout{self.stderr_tail()}")
-            nl = chunk.find(b"\n")
-            if nl >= 0:
-                parts.append(chunk[:nl])
-                self.buf = chunk[nl + 1 :]
-                return b"".join(parts)
-            parts.append(chunk)
-
-    def request(self, line: bytes, rid: int) -> Reply:
-        self.send(line)
-        while True:
-            reply = _decode_reply(self.read_line())
-            if reply.method is None and reply.id == rid:
-                if reply.error is not msgspec.UNSET:
-                    raise BenchError(f"request {rid} failed: {bytes(reply.error)[:300]!r}")
-                return reply
-
-    def handshake(self) -> None:
-        self.request(INITIALIZE, 0)
-        self.send(INITIALIZED)
 
     def query_line(self, sql: str) -> tuple[bytes, int]:
         self.rid += 1
@@ -175,27 +95,10 @@ class Server:
     def query(self, sql: str) -> list:
         """One checked call: the rows of structuredContent."""
         line, rid = self.query_line(sql)
-        result = _decode_result(bytes(self.request(line, rid).result))
+        result = _decode_result(bytes(self.call(rid, line).result))
         if result.is_error or result.structured_content is None:
             raise BenchError(f"the query failed: {str(result.content)[:300]}")
         return result.structured_content["rows"]
-
-    def stderr_tail(self) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace").strip()
-        except OSError:
-            return ""
-        return "; its stderr ends:\n    " + "\n    ".join(text.splitlines()[-8:]) if text else ""
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
 
 
 # -- the two ways of running a query -----------------------------------------------------------
@@ -248,14 +151,14 @@ def time_server(server: Server, template: str, calls: int) -> list:
     sqls = texts(template)
     for i in range(WARMUP):
         line, rid = server.query_line(sqls[i % VARIANTS])
-        server.request(line, rid)
+        server.call(rid, line)
     lat = []
     gc.disable()
     try:
         for i in range(calls):
             line, rid = server.query_line(sqls[i % VARIANTS])
             t0 = time.perf_counter_ns()
-            server.request(line, rid)
+            server.call(rid, line)
             lat.append(time.perf_counter_ns() - t0)
     finally:
         gc.enable()

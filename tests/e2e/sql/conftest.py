@@ -292,11 +292,6 @@ class SqlServer:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def sql(tmp_path: Path) -> Iterator[SqlServer]:
     """The ``portcullis sql`` launcher of one test."""
     server = SqlServer(tmp_path)
