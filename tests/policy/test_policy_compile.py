@@ -54,14 +54,14 @@ def test_design_example_compiles_rules_and_launch():
     assert files.max_message_bytes == 67108864
 
 
-def test_design_example_lists_its_unimplemented_keys():
-    """Keys written in the example whose guard comes later are listed per server and overall."""
+def test_design_example_has_no_unimplemented_keys():
+    """Every key of the design example, serve: included, is enforced by this version."""
     policy = load(DESIGN_EXAMPLE)
     assert policy.servers["files"].unimplemented == ()
     assert policy.servers["db"].unimplemented == ()
     assert policy.servers["web"].unimplemented == ()
-    assert policy.unimplemented == ("serve",)
-    assert unimplemented_keys(policy) == ["serve"]
+    assert policy.unimplemented == ()
+    assert unimplemented_keys(policy) == []
 
 
 def test_design_example_argument_guards_compile():
@@ -290,8 +290,8 @@ def test_redact_duplicates_are_collapsed(write_policy):
     assert policy.defaults.redact == ("pii", "secrets")
 
 
-def test_serve_block_is_unimplemented_at_top_level_only(write_policy):
-    """`serve` is listed on the compiled policy, not on any server."""
+def test_serve_block_is_compiled(write_policy):
+    """`serve` compiles into ServeSettings and is no longer an unimplemented key."""
     policy = load(
         write_policy("""
         version: 1
@@ -304,9 +304,13 @@ def test_serve_block_is_unimplemented_at_top_level_only(write_policy):
           allowed_origins: [https://app.example.com]
     """)
     )
-    assert policy.unimplemented == ("serve",)
+    assert policy.unimplemented == ()
     assert policy.servers["files"].unimplemented == ()
-    assert unimplemented_keys(policy) == ["serve"]
+    assert unimplemented_keys(policy) == []
+    assert policy.serve is not None
+    (alice,) = policy.serve.identities
+    assert (alice.name, alice.servers, alice.confirm) == ("alice", ("files", "*"), ("*",))
+    assert policy.serve.allowed_origins == ("https://app.example.com",)
 
 
 def test_launch_expands_home_in_command_and_cwd(write_policy, isolated):

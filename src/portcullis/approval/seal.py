@@ -19,13 +19,13 @@ import hmac
 import os
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from portcullis._exceptions import PortcullisError
 
-__all__ = ["PREFIX", "SealError", "Sealed", "Sealer"]
+__all__ = ["PREFIX", "NonceStore", "SealError", "Sealed", "Sealer"]
 
 PREFIX: Final = "pcl1."
 _CONTEXT: Final = b"portcullis approval requestState v1"
@@ -67,15 +67,35 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+class NonceStore(Protocol):
+    """Where replicas record the nonces they accepted."""
+
+    def use(self, nonce: str, expiry: float) -> bool:
+        """True the first time ``nonce`` is seen; False on a replay or when unsure."""
+
+
 class Sealer:
     """Seals and opens the gateway's requestState; remembers the nonces it accepted."""
 
-    def __init__(self, install_key: bytes, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        install_key: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        instance: str | None = None,
+        nonces: NonceStore | None = None,
+    ) -> None:
+        """``instance`` and ``nonces``: set by ``serve`` replicas that share a key and a store.
+
+        By default used nonces live in this process only: a state is valid only in the gateway
+        that issued it, so another (or a restarted) gateway cannot be handed it again. Replicas
+        of one ``serve`` deployment share the key, an instance name and the store of used
+        nonces, so a state issued by one is accepted once by any of them.
+        """
         self._key = hmac.new(install_key, _CONTEXT, hashlib.sha256).digest()
         self._clock = clock
-        # Used nonces live in this process only: a state is valid only in the gateway that
-        # issued it, so another (or a restarted) gateway cannot be handed it again.
-        self._instance = os.urandom(8).hex()
+        self._instance = instance or os.urandom(8).hex()
+        self._nonces = nonces
         self._used: dict[str, float] = {}  # nonce -> expiry
 
     @staticmethod
@@ -144,6 +164,10 @@ class Sealer:
             raise SealError("the requestState was issued by another gateway process; ask again")
         if body.d != digest:
             raise SealError("the arguments changed after the question was asked; ask again")
+        if self._nonces is not None:
+            if not self._nonces.use(body.n, body.x):
+                raise SealError("the requestState was already used (replayed)")
+            return body
         if body.n in self._used:
             raise SealError("the requestState was already used (replayed)")
         self._remember(body.n, body.x, now)

@@ -27,12 +27,14 @@ def _parser() -> argparse.ArgumentParser:
         check,
         demo,
         detect,
+        keys,
         pin,
         policy,
         redact,
         run,
         sandbox,
         scan,
+        serve,
         sql,
         wrap,
     )
@@ -58,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         approvals,
         sandbox,
         sql,
+        keys,
+        serve,
     ):
         module.register(sub)
     return parser

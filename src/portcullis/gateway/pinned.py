@@ -17,7 +17,7 @@ from portcullis.gateway import frames as fr
 from portcullis.gateway.frames import Frame, StrictJSONError
 from portcullis.gateway.guards.content import poisoned
 from portcullis.gateway.guards.pinning import PinGuard
-from portcullis.gateway.guards.tools import RuleSet
+from portcullis.gateway.guards.tools import LayeredRules, RuleSet
 from portcullis.gateway.methods import MODERN_KEY
 from portcullis.gateway.pipeline import Deny, Verdict
 from portcullis.pins.compare import KEY_FIELDS, SERVER_KEY
@@ -47,7 +47,7 @@ class PinnedCalls:
     _held: dict[Any, Held]
     _own: dict[str, str | None]
     _ids: Iterator[int]
-    _tools: RuleSet
+    _tools: RuleSet | LayeredRules
     _log: Callable[[str], None]
     _input_schemas: dict[str, Any]
     _output_schemas: dict[str, bool]

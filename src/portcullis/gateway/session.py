@@ -29,7 +29,7 @@ from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONErr
 from portcullis.gateway.guards.arguments import ArgumentGuard
 from portcullis.gateway.guards.content import ContentGuard
 from portcullis.gateway.guards.pinning import PinGuard
-from portcullis.gateway.guards.tools import RuleSet
+from portcullis.gateway.guards.tools import LayeredRules, RuleSet
 from portcullis.gateway.methods import (
     HELLO,
     LIST_CHANGED,
@@ -82,7 +82,7 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
         self._audit = auditor
         self._clock = clock
         self._log = log or (lambda text: print(f"portcullis: {text}", file=sys.stderr))
-        self._tools = RuleSet(policy.tools, "tool", policy.name)
+        self._tools: RuleSet | LayeredRules = RuleSet(policy.tools, "tool", policy.name)
         self._prompts = RuleSet(policy.prompts, "prompt", policy.name)
         self._resources = RuleSet(policy.resources, "resource", policy.name)
         self._pending: dict[Any, _Pending] = {}
@@ -120,6 +120,12 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
             "resources/unsubscribe": self._named_request,
             "completion/complete": self._completion,
         }
+
+    def restrict(self, tools: list[RuleSet]) -> None:
+        """Add a principal's tool rules on top of the server's (``serve``): deny wins."""
+        if tools:
+            base = self._tools.base if isinstance(self._tools, LayeredRules) else self._tools
+            self._tools = LayeredRules(base, tools)
 
     def prepare(self) -> None:
         """Load the detectors the policy needs; safe to call from another thread, once or more."""
@@ -587,7 +593,7 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
             except AuditError as exc:
                 self._log(f"audit log cannot be written ({exc}); further calls will be refused")
 
-    def _rules_for(self, subject: str) -> RuleSet:
+    def _rules_for(self, subject: str) -> RuleSet | LayeredRules:
         return {"tool": self._tools, "prompt": self._prompts}.get(subject, self._resources)
 
     def _can_hide(self, subject: str) -> bool:

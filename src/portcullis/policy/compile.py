@@ -20,23 +20,31 @@ from portcullis.policy.compiled import (
     ArgConstraint,
     AuditSettings,
     CompiledPolicy,
+    Identity,
     Launch,
+    Limits,
+    OAuthSettings,
+    OtlpSettings,
     PathSettings,
     Rules,
     SandboxSettings,
     ServerPolicy,
     ServerRequests,
+    ServeSettings,
     SqlSettings,
+    SyslogSettings,
     UrlSettings,
 )
 from portcullis.policy.load import DEFAULTS_NAME
 from portcullis.policy.model import (
     ConstraintBlock,
     GuardSettings,
+    LimitsBlock,
     PathsBlock,
     PolicyFile,
     RuleBlock,
     SandboxBlock,
+    ServeBlock,
     ServerEntry,
     ServerRequestsBlock,
     SqlBlock,
@@ -75,7 +83,6 @@ def compile_policy(
         name: _server(name, entry, model.defaults, source, lines)
         for name, entry in model.servers.items()
     }
-    top = ("serve",) if "serve" in model.model_fields_set else ()
     return CompiledPolicy(
         digest=digest,
         source=source,
@@ -85,12 +92,18 @@ def compile_policy(
             path=model.audit.path,
             arguments=model.audit.arguments,
             rotate_bytes=model.audit.rotate_bytes,
+            otlp=OtlpSettings(model.audit.otlp.endpoint, dict(model.audit.otlp.headers))
+            if model.audit.otlp
+            else None,
+            syslog=SyslogSettings(model.audit.syslog.address, model.audit.syslog.facility)
+            if model.audit.syslog
+            else None,
         ),
         approvals=ApprovalSettings(
             channels=tuple(model.approvals.channels),
             timeout_s=float(model.approvals.timeout_s),
         ),
-        unimplemented=top,
+        serve=_serve(model.serve) if model.serve is not None else None,
     )
 
 
@@ -261,6 +274,55 @@ def _launch(entry: ServerEntry) -> Launch:
         env=dict(entry.env),
         url=entry.url,
         headers=dict(entry.headers),
+        shared=entry.shared,
+    )
+
+
+def _limits(block: LimitsBlock) -> Limits:
+    return Limits(block.requests_per_minute, block.max_body_bytes)
+
+
+def _serve(block: ServeBlock) -> ServeSettings:
+    oauth = block.auth.oauth
+    return ServeSettings(
+        api_keys=block.auth.api_keys,
+        oauth=OAuthSettings(
+            issuer=oauth.issuer,
+            audience=oauth.audience,
+            jwks_url=oauth.jwks_url,
+            algorithms=tuple(oauth.algorithms),
+            principal_claim=oauth.principal_claim,
+            groups_claim=oauth.groups_claim,
+            required_scopes=tuple(oauth.required_scopes),
+            leeway_s=float(oauth.leeway_s),
+            authorization_servers=tuple(oauth.authorization_servers) or (oauth.issuer,),
+        )
+        if oauth is not None
+        else None,
+        identities=tuple(
+            Identity(
+                name=name,
+                servers=tuple(ident.servers),
+                confirm=tuple(ident.confirm),
+                tools=_rules(ident.tools) if ident.tools is not None else None,
+                approve=tuple(ident.approve),
+                limits=_limits(ident.limits) if ident.limits is not None else None,
+            )
+            for name, ident in block.identities.items()
+        ),
+        allowed_origins=tuple(o.rstrip("/") for o in block.allowed_origins),
+        allowed_hosts=tuple(block.allowed_hosts),
+        public_url=block.public_url.rstrip("/") if block.public_url else None,
+        tls_cert=_home(block.tls.cert) if block.tls else None,
+        tls_key=_home(block.tls.key) if block.tls else None,
+        limits=_limits(block.limits),
+        session_ttl_s=block.sessions.ttl_s,
+        session_idle_s=block.sessions.idle_s,
+        session_key=block.sessions.key,
+        metrics_public=block.metrics_public,
+        redis=block.redis,
+        upstream_timeout_s=float(block.upstream_timeout_s),
+        max_sessions=block.max_sessions,
     )
 
 

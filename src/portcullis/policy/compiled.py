@@ -16,13 +16,19 @@ __all__ = [
     "ArgConstraint",
     "AuditSettings",
     "CompiledPolicy",
+    "Identity",
     "Launch",
+    "Limits",
+    "OAuthSettings",
+    "OtlpSettings",
     "PathSettings",
     "Rules",
     "SandboxSettings",
+    "ServeSettings",
     "ServerPolicy",
     "ServerRequests",
     "SqlSettings",
+    "SyslogSettings",
     "UrlSettings",
 ]
 
@@ -57,6 +63,7 @@ class Launch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)
     url: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    shared: bool = False  # serve: one process for every principal (a stateless server)
 
 
 class PathSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -138,12 +145,28 @@ class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     unimplemented: tuple[str, ...] = ()
 
 
+class OtlpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An OTLP/HTTP logs endpoint; header values may be references."""
+
+    endpoint: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class SyslogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A syslog receiver: udp://HOST:PORT, tcp://HOST:PORT or a socket path."""
+
+    address: str
+    facility: str = "local0"
+
+
 class AuditSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where and how the audit log is written."""
 
     path: str | None = None  # None: <state dir>/audit.jsonl
     arguments: Literal["digest", "redacted", "full"] = "digest"
     rotate_bytes: int = 100 * 1024 * 1024
+    otlp: OtlpSettings | None = None
+    syslog: SyslogSettings | None = None
 
 
 class ApprovalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -151,6 +174,59 @@ class ApprovalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     channels: tuple[str, ...] = ("console",)
     timeout_s: float = 120.0
+
+
+class OAuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``serve.auth.oauth``: how JWT access tokens are validated."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "PS256", "EdDSA")
+    principal_claim: str = "sub"
+    groups_claim: str = "groups"
+    required_scopes: tuple[str, ...] = ()
+    leeway_s: float = 30.0
+    authorization_servers: tuple[str, ...] = ()
+
+
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-principal request limits."""
+
+    requests_per_minute: int = 600
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+class Identity(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``serve.identities.NAME``: what one principal (or group:/scope: of them) may use."""
+
+    name: str
+    servers: tuple[str, ...] = ()
+    confirm: tuple[str, ...] = ()
+    tools: Rules | None = None
+    approve: tuple[str, ...] = ()
+    limits: Limits | None = None
+
+
+class ServeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``serve:``: the HTTP front."""
+
+    api_keys: bool = True
+    oauth: OAuthSettings | None = None
+    identities: tuple[Identity, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    public_url: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    limits: Limits = Limits()
+    session_ttl_s: int = 8 * 3600
+    session_idle_s: int = 1800
+    session_key: str | None = None  # a reference, resolved at start
+    metrics_public: bool = False
+    redis: str | None = None  # a reference, resolved at start
+    upstream_timeout_s: float = 300.0
+    max_sessions: int = 1000
 
 
 class CompiledPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -162,4 +238,5 @@ class CompiledPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     servers: dict[str, ServerPolicy] = msgspec.field(default_factory=dict)
     audit: AuditSettings = AuditSettings()
     approvals: ApprovalSettings = ApprovalSettings()
-    unimplemented: tuple[str, ...] = ()  # top-level keys (serve, approvals) not yet enforced
+    serve: ServeSettings | None = None
+    unimplemented: tuple[str, ...] = ()  # top-level keys not yet enforced

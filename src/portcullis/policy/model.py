@@ -37,7 +37,9 @@ __all__ = [
     "DefaultsBlock",
     "GuardSettings",
     "IdentityBlock",
+    "LimitsBlock",
     "OAuthBlock",
+    "OtlpBlock",
     "PathsBlock",
     "PolicyFile",
     "RuleBlock",
@@ -46,7 +48,10 @@ __all__ = [
     "ServeBlock",
     "ServerEntry",
     "ServerRequestsBlock",
+    "SessionsBlock",
     "SqlBlock",
+    "SyslogBlock",
+    "TlsBlock",
     "UrlsBlock",
 ]
 
@@ -411,6 +416,11 @@ class ServerEntry(GuardSettings):
     headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict, description="HTTP headers; values may be references"
     )
+    shared: bool = Field(
+        default=False,
+        description="serve: the server is stateless, so one process may serve every principal "
+        "(default: one process per principal and session)",
+    )
 
     @model_validator(mode="after")
     def _launch(self) -> ServerEntry:
@@ -429,6 +439,39 @@ class ServerEntry(GuardSettings):
         return self
 
 
+class OtlpBlock(_Block):
+    """An OTLP/HTTP logs endpoint that receives a copy of the audit trail."""
+
+    endpoint: HttpUrl = Field(
+        description="the collector's logs URL, e.g. https://otel:4318/v1/logs"
+    )
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict, description="HTTP headers; values may be references"
+    )
+
+
+class SyslogBlock(_Block):
+    """A syslog receiver (RFC 5424) that receives a copy of the audit trail."""
+
+    address: NonEmpty = Field(
+        description="udp://HOST:PORT, tcp://HOST:PORT or a local socket path such as /dev/log"
+    )
+    facility: Literal[
+        "user",
+        "auth",
+        "authpriv",
+        "daemon",
+        "local0",
+        "local1",
+        "local2",
+        "local3",
+        "local4",
+        "local5",
+        "local6",
+        "local7",
+    ] = "local0"
+
+
 class AuditBlock(_Block):
     """Where and how the audit log is written."""
 
@@ -439,6 +482,10 @@ class AuditBlock(_Block):
     rotate_bytes: PositiveInt = Field(
         default=100 * 1024 * 1024, description="start a new file past this size"
     )
+    otlp: OtlpBlock | None = Field(
+        default=None, description="also ship every record to an OpenTelemetry collector"
+    )
+    syslog: SyslogBlock | None = Field(default=None, description="also ship every record to syslog")
 
 
 class ApprovalsBlock(_Block):
@@ -455,12 +502,41 @@ class ApprovalsBlock(_Block):
         return value
 
 
+Algorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+
+def _asymmetric_algorithms() -> list[Algorithm]:
+    return ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+
+
 class OAuthBlock(_Block):
-    """OAuth resource-server settings for ``portcullis serve``."""
+    """OAuth 2.1 resource-server settings for ``portcullis serve`` (JWT access tokens)."""
 
     issuer: HttpUrl
-    audience: NonEmpty
+    audience: NonEmpty = Field(
+        description="this gateway's resource URI (RFC 8707): aud must hold it"
+    )
     jwks_url: HttpUrl
+    algorithms: list[Algorithm] = Field(
+        default_factory=_asymmetric_algorithms,
+        min_length=1,
+        description="accepted signature algorithms; a token's own alg header never widens this",
+    )
+    principal_claim: NonEmpty = Field(
+        default="sub", description="the claim that names the principal"
+    )
+    groups_claim: NonEmpty = Field(
+        default="groups", description="the claim listing groups (identities named group:NAME)"
+    )
+    required_scopes: list[NonEmpty] = Field(
+        default_factory=list, description="scopes every token must carry (else 403)"
+    )
+    leeway_s: float = Field(default=30.0, ge=0, le=300, description="clock skew allowed on exp/nbf")
+    authorization_servers: list[HttpUrl] = Field(
+        default_factory=list, description="for the protected-resource metadata (default: issuer)"
+    )
 
 
 class AuthBlock(_Block):
@@ -472,6 +548,17 @@ class AuthBlock(_Block):
     oauth: OAuthBlock | None = None
 
 
+class LimitsBlock(_Block):
+    """Per-principal request limits of ``portcullis serve``."""
+
+    requests_per_minute: PositiveInt = Field(
+        default=600, description="HTTP requests one principal may make per minute (429 past it)"
+    )
+    max_body_bytes: PositiveInt = Field(
+        default=8 * 1024 * 1024, description="largest request body one principal may send (413)"
+    )
+
+
 class IdentityBlock(_Block):
     """What one authenticated principal may use."""
 
@@ -481,14 +568,68 @@ class IdentityBlock(_Block):
     confirm: list[Glob] = Field(
         default_factory=list, description="tool globs that need approval for it"
     )
+    tools: RuleBlock | None = Field(
+        default=None,
+        description="tool rules for this principal, on top of the server's own (deny wins); "
+        "globs match the tool name and server__tool",
+    )
+    approve: list[Glob] = Field(
+        default_factory=list,
+        description="principals (globs) whose confirm calls this principal may approve",
+    )
+    limits: LimitsBlock | None = Field(default=None, description="replaces serve.limits for it")
+
+
+class TlsBlock(_Block):
+    """The certificate ``portcullis serve`` presents (required off loopback)."""
+
+    cert: AbsPath
+    key: AbsPath
+
+
+class SessionsBlock(_Block):
+    """Session tokens handed to clients (sealed, bound to the principal)."""
+
+    ttl_s: PositiveInt = Field(
+        default=8 * 3600, description="a session ends this long after it began"
+    )
+    idle_s: PositiveInt = Field(
+        default=1800, description="a session's upstream processes stop after this long unused"
+    )
+    key: RefValue | None = Field(
+        default=None,
+        description="secret shared by replicas to seal session tokens (a reference); "
+        "default: kept in redis when set, else made per process",
+    )
 
 
 class ServeBlock(_Block):
-    """The HTTP front (enforced in a later release)."""
+    """The HTTP front, ``portcullis serve``."""
 
     auth: AuthBlock = AuthBlock()
     identities: dict[NonEmpty, IdentityBlock] = Field(default_factory=dict)
     allowed_origins: list[Origin] = Field(default_factory=list)
+    allowed_hosts: list[NonEmpty] = Field(
+        default_factory=list,
+        description="Host header values accepted (DNS rebinding); default: the bind address, "
+        "localhost and public_url's host",
+    )
+    public_url: HttpUrl | None = Field(
+        default=None, description="the gateway's external base URL (resource metadata, audience)"
+    )
+    tls: TlsBlock | None = None
+    limits: LimitsBlock = LimitsBlock()
+    sessions: SessionsBlock = SessionsBlock()
+    metrics_public: bool = Field(default=False, description="serve /metrics without authentication")
+    redis: RefValue | None = Field(
+        default=None,
+        description="redis:// URL (may be a reference) for state shared by replicas: "
+        "approvals, nonces, rate limits, the session key",
+    )
+    upstream_timeout_s: float = Field(
+        default=300.0, gt=0, description="longest wait for an HTTP upstream's answer"
+    )
+    max_sessions: PositiveInt = Field(default=1000, description="open sessions per replica")
 
 
 class PolicyFile(_Block):

@@ -14,7 +14,7 @@ from typing import Literal
 from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
 from portcullis.policy.compiled import Rules
 
-__all__ = ["RuleSet"]
+__all__ = ["LayeredRules", "RuleSet"]
 
 Subject = Literal["tool", "prompt", "resource"]
 _KEY = {"tool": "tools", "prompt": "prompts", "resource": "resources"}
@@ -78,3 +78,49 @@ class RuleSet:
         if default == "confirm":
             return Confirm(rule, f"{what} is not listed in {where}; its default is confirm")
         return Allow(rule, f"{what} is allowed by the default of {where}")
+
+
+_STRICTNESS = {"allow": 0, "confirm": 1, "deny": 2}
+
+
+class LayeredRules:
+    """A server's rules with a principal's rules on top: the strictest verdict wins.
+
+    ``portcullis serve`` adds the rules of every identity that applies to the caller; deny
+    beats confirm beats allow whichever layer says it. Names are matched as the server knows
+    them and as ``server__name``, so an identity can write either form.
+    """
+
+    __slots__ = ("_cache", "_layers", "base", "rules", "server")
+
+    def __init__(self, base: RuleSet, layers: list[RuleSet]) -> None:
+        self.base = base
+        self.server = base.server
+        self._layers = layers
+        self._cache: dict[str, Verdict] = {}
+        # What `_can_hide` reads: anything a layer may refuse makes list results worth reading.
+        hides = any(r.rules.default == "deny" or r.rules.deny for r in layers)
+        self.rules = base.rules if not hides else Rules("deny", deny=("*",))
+
+    def remembers(self, name: str) -> bool:
+        """Session-wide approvals only where the server's own ``remember`` allows them."""
+        return self.base.remembers(name)
+
+    def decide(self, name: str) -> Verdict:
+        """The strictest verdict of the server's rules and every layer."""
+        verdict = self._cache.get(name)
+        if verdict is not None:
+            return verdict
+        verdict = self.base.decide(name)
+        qualified = f"{self.server}__{name}"
+        for layer in self._layers:
+            # A pattern matching either form of the name counts; the layer's default applies
+            # only when neither form matches any of its patterns.
+            forms = (layer.decide(name), layer.decide(qualified))
+            listed = [v for v in forms if not v.rule.endswith(".default")]
+            candidate = max(listed, key=lambda v: _STRICTNESS[v.decision]) if listed else forms[0]
+            if _STRICTNESS[candidate.decision] > _STRICTNESS[verdict.decision]:
+                verdict = candidate
+        if len(self._cache) < 4096:
+            self._cache[name] = verdict
+        return verdict
