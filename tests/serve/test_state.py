@@ -302,3 +302,27 @@ async def test_approval_wait_released_by_notification(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_many_pending_approvals_do_not_exhaust_the_connections(
+    redis_url: str, redis_clean: str
+) -> None:
+    """Eighty waits at once share the pool with other calls: none fails, all are released."""
+    a = RedisState(redis_url, prefix=redis_clean)
+    b = RedisState(redis_url, prefix=redis_clean)
+    rids = [f"many{i}" for i in range(80)]
+    try:
+        for rid in rids:
+            await a.approval_put(rid, {"rid": rid}, 60)
+        waits = [asyncio.create_task(a.approval_wait(rid, 40)) for rid in rids]
+        await asyncio.sleep(1.0)
+        assert [w for w in waits if w.done()] == []  # none failed ("Too many connections")
+        assert await asyncio.wait_for(a.hit("busy", 10, 60), BOUND) is None
+        assert await asyncio.wait_for(a.session_revoked("s"), BOUND) is False
+        for rid in rids:
+            assert await b.approval_answer(rid, {"outcome": "approved"})
+        done = await asyncio.wait_for(asyncio.gather(*waits), 30)
+        assert done == [{"outcome": "approved"}] * len(rids)
+    finally:
+        await a.close()
+        await b.close()

@@ -510,3 +510,67 @@ async def test_http_upstream_uses_fast_transport_by_default() -> None:
         assert own.trust_env is False
     finally:
         await upstream.close()
+
+
+# -- pool poisoning ------------------------------------------------------------------------------
+
+
+async def _half_then_ok(
+    server: RawServer, reader: asyncio.StreamReader, writer: Any, i: int
+) -> None:
+    """First request: a head promising 10 bytes, 5 of them, then silence; later ones: OK."""
+    while await server.request(reader) is not None:
+        if len(server.requests) == 1 and i == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+        else:
+            writer.write(OK)
+        await writer.drain()
+
+
+async def test_body_left_unread_is_not_pooled() -> None:
+    """A response closed before its body ended never lends its connection to the next request."""
+    async with RawServer(_half_then_ok) as server, client() as http:
+        async with http.stream("GET", server.url) as response:
+            async for _chunk in response.aiter_raw():
+                break
+        again = await asyncio.wait_for(http.get(server.url), TIMEOUT)
+        assert again.content == b"{}"
+        assert server.connections == 2
+
+
+async def test_request_cancelled_mid_body_is_not_pooled() -> None:
+    """A request cancelled while its body streams leaves nothing of it for the next request."""
+    async with RawServer(_half_then_ok) as server, client() as http:
+        task = asyncio.ensure_future(http.get(server.url))
+        while not server.requests:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the five bytes arrive; the rest never does
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        again = await asyncio.wait_for(http.get(server.url), TIMEOUT)
+        assert again.content == b"{}"
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+    ],
+)
+async def test_ambiguous_body_length_is_a_protocol_error(head: bytes) -> None:
+    """Both Content-Length and chunked, or two lengths (smuggling material), are refused."""
+
+    async def ambiguous(
+        server: RawServer, reader: asyncio.StreamReader, writer: Any, _i: int
+    ) -> None:
+        if await server.request(reader) is not None:
+            writer.write(head + b"2\r\nok\r\n0\r\n\r\n")
+            await writer.drain()
+            await server.gate.wait()
+
+    async with RawServer(ambiguous) as server, client() as http:
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await asyncio.wait_for(http.get(server.url), TIMEOUT)

@@ -528,3 +528,63 @@ def test_encode_header_value() -> None:
         wrapped = encode_header_value(value)
         assert wrapped.startswith("=?base64?")
         assert base64.b64decode(wrapped[9:-2]).decode() == value
+
+
+async def test_redirect_is_not_followed(fake: Any, h: Harness) -> None:
+    """A 307 to another origin (say, a metadata address) is an error; nothing reaches it."""
+    elsewhere, elsewhere_url = fake(lambda req: _answer_ok(req))
+
+    async def redirect(req: Recorded) -> tuple[int, dict[str, str], list[bytes]]:
+        return 307, {"location": elsewhere_url}, []
+
+    _app, url = fake(redirect)
+    up, frames = await h.make(url, headers={"Authorization": f"Bearer {SECRET}"})
+    await up.send(modern("tools/list", {}, "r"))
+    err = await frames.response("r")
+    assert err["error"]["code"] == UPSTREAM_GONE
+    assert "HTTP 307" in err["error"]["message"]
+    assert elsewhere.requests == []
+
+
+async def _answer_ok(req: Recorded) -> tuple[int, dict[str, str], list[bytes]]:
+    return 200, JSON, [result(req.body, {})]
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 2000, "caf\u00e9"])
+async def test_invalid_upstream_session_id_is_not_echoed(fake: Any, h: Harness, bad: str) -> None:
+    """A session id outside visible ASCII (or too long) is ignored, never sent back as a header."""
+
+    async def handler(req: Recorded) -> tuple[int, dict[str, str], list[bytes]]:
+        msg = json.loads(req.body) if req.body else {}
+        if msg.get("method") == "initialize":
+            init = {"protocolVersion": "2025-06-18", "capabilities": {}}
+            return 200, {**JSON, "mcp-session-id": bad}, [result(req.body, init)]
+        if "id" not in msg:
+            return 202, {}, []
+        return 200, JSON, [result(req.body, {})]
+
+    app, url = fake(handler)
+    up, frames = await h.make(url)
+    await legacy_handshake(up, frames)
+    await up.send(rpc("tools/list", {}, 1))
+    await frames.response(1)
+    assert any("invalid session id" in line for line in h.logs)
+    assert all("mcp-session-id" not in r.headers for r in app.requests)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X-Key", "secret-value\r\nX-Injected: 1"), ("X-Key", "secret-value\x00"), ("X Key", "v")],
+)
+async def test_configured_header_that_could_split_is_refused(name: str, value: str) -> None:
+    """A configured header with CR/LF/NUL in its value, or a bad name, is a ConfigError."""
+    with pytest.raises(ConfigError, match="invalid name, or its value") as info:
+        HttpUpstream(
+            "r",
+            "http://127.0.0.1:1/mcp",
+            headers={name: value},
+            max_message_bytes=1,
+            timeout_s=1,
+            log=print,
+        )
+    assert "secret-value" not in str(info.value)

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
+from portcullis._exceptions import GatewayError
 from portcullis.gateway import frames as fr
 from portcullis.gateway.methods import MODERN_KEY
 from portcullis.policy.compiled import CompiledPolicy, ServeSettings
@@ -42,6 +43,8 @@ _SSE: Final = [
 ]
 _NAMED_HEADER = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _KEEPALIVE_S: Final = 15.0
+_BODY_TIMEOUT_S: Final = 30.0
+_STREAM_QUEUE: Final = 1024  # frames waiting for a GET stream's client to read them
 _INITIALIZED: Final = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
 HEADER_MISMATCH: Final = -32020
 UPSTREAM_TIMEOUT: Final = -31903
@@ -61,6 +64,10 @@ class _Reply(Exception):
 
 def _rpc_error(code: int, message: str, rid: Any = None) -> bytes:
     return fr.error_response(rid, code, message)
+
+
+# Redis down: refused (503), never waved through.
+_UNAVAILABLE: Final = _rpc_error(-31905, "the gateway's shared state is unreachable; try later")
 
 
 class App:
@@ -213,9 +220,12 @@ class App:
         return principal
 
     async def _limit(self, principal: Principal, access: Access) -> None:
-        retry = await self.state.hit(
-            f"rate:{principal_key(principal)}", access.limits.requests_per_minute, 60.0
-        )
+        try:
+            retry = await self.state.hit(
+                f"rate:{principal_key(principal)}", access.limits.requests_per_minute, 60.0
+            )
+        except GatewayError:
+            raise _Reply(503, _UNAVAILABLE) from None
         if retry is not None:
             raise _Reply(
                 429,
@@ -256,7 +266,7 @@ class App:
         if verb == "GET":
             return await self._get_stream(principal, access, path, sid, names, receive, send)
         if verb == "DELETE":
-            return await self._delete(principal, path, sid, send)
+            return await self._delete(principal, access, path, sid, send)
         if verb != "POST":
             raise _Reply(405, {"error": "method_not_allowed"}, [(b"allow", b"GET, POST, DELETE")])
         body = await _read_body(receive, headers, access.limits.max_body_bytes)
@@ -268,7 +278,11 @@ class App:
             modern = _modern_meta(body, frame)
             if modern is not None:
                 _check_mirrored(headers, body, frame, modern)
-                front = await self.hub.pooled(access, path, names, aggregate)
+                # Pools are keyed by what the principal may do as well as who it is: a
+                # principal whose rights shrank (fewer groups, a narrower key) never reuses
+                # links built for its former rights.
+                pool = f"{path}#{_fingerprint(access)}"
+                front = await self.hub.pooled(access, pool, names, aggregate)
                 return await self._exchange(front, frame, receive, send, [])
         if frame.method == "initialize" and frame.kind == "request":
             return await self._initialize(principal, access, path, names, frame, receive, send)
@@ -297,6 +311,7 @@ class App:
             expires=time.time() + self.settings.session_ttl_s,
             path=path,
             init=frame.raw,
+            access=_fingerprint(access),
         )
         token = self.tokens.seal(state)
         live = Live(state, front)
@@ -312,17 +327,19 @@ class App:
     ) -> Live:
         if sid is None:
             raise _Reply(400, _rpc_error(-32600, "missing Mcp-Session-Id: send initialize first"))
+        state = self._open(principal, access, path, sid)
         try:
-            state = self.tokens.open(sid, principal_key(principal))
-        except TokenError as exc:
-            raise _Reply(404, _rpc_error(-32600, str(exc))) from None
-        if state.path != path:
-            raise _Reply(404, _rpc_error(-32600, "unknown session id"))
-        if await self.state.session_revoked(state.sid):
+            revoked = await self.state.session_revoked(state.sid)
+        except GatewayError:
+            raise _Reply(503, _UNAVAILABLE) from None
+        if revoked:
             raise _Reply(404, _rpc_error(-32600, "the session was closed"))
         live = self.hub.sessions.get(state.sid)
         if live is not None:
             return live
+        if len(self.hub.sessions) >= self.settings.max_sessions:
+            # Rebuilding counts like opening: else idle-reaped sessions exceed max_sessions.
+            raise _Reply(503, _rpc_error(-31904, "too many open sessions; try again later"))
         # Begun on another replica, or its links were stopped while idle: start them afresh
         # and replay the client's handshake, so the client goes on with the same session id.
         front = await self.hub.front(
@@ -342,6 +359,25 @@ class App:
                 raise _Reply(503, _rpc_error(-31903, "the upstream did not start")) from None
             front.notify(fr.decode_frame(_INITIALIZED))
         return live
+
+    def _open(self, principal: Principal, access: Access, path: str, sid: str) -> SessionState:
+        """The state of session ``sid``, if it is the caller's, on ``path``, with its rights."""
+        try:
+            state = self.tokens.open(sid, principal_key(principal))
+        except TokenError as exc:
+            raise _Reply(404, _rpc_error(-32600, str(exc))) from None
+        if state.path != path:
+            raise _Reply(404, _rpc_error(-32600, "unknown session id"))
+        if state.access != _fingerprint(access):
+            # Its links were built for other rights (a group or key scope taken away, a new
+            # policy): they must not outlive the change.
+            raise _Reply(
+                404,
+                _rpc_error(
+                    -32600, "your access changed since this session began; initialize again"
+                ),
+            )
+        return state
 
     async def _exchange(
         self,
@@ -417,8 +453,8 @@ class App:
             raise _Reply(405, {"error": "method_not_allowed"}, [(b"allow", b"POST")])
         live = await self._live(principal, access, path, sid, names)
         front = live.front
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        while front.backlog:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_STREAM_QUEUE)
+        while front.backlog and not queue.full():
             queue.put_nowait(front.backlog.popleft())
         front.stream = queue
         gone = asyncio.ensure_future(_disconnected(receive))
@@ -436,6 +472,8 @@ class App:
                     await _event(send, getter.result())
                 else:
                     getter.cancel()
+                    if front.closed:  # the session ended (DELETE, a rebuild): so does its stream
+                        return 200
                     await send(
                         {
                             "type": "http.response.body",
@@ -450,13 +488,12 @@ class App:
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b""})
 
-    async def _delete(self, principal: Principal, path: str, sid: str | None, send: Send) -> int:
+    async def _delete(
+        self, principal: Principal, access: Access, path: str, sid: str | None, send: Send
+    ) -> int:
         if sid is None:
             raise _Reply(405, {"error": "method_not_allowed"}, [(b"allow", b"POST")])
-        try:
-            state = self.tokens.open(sid, principal_key(principal))
-        except TokenError as exc:
-            raise _Reply(404, _rpc_error(-32600, str(exc))) from None
+        state = self._open(principal, access, path, sid)
         await self.state.session_revoke(state.sid, max(1.0, state.expires - time.time()))
         live = self.hub.sessions.pop(state.sid, None)
         if live is not None:
@@ -480,6 +517,7 @@ class App:
                 public_entry(r)
                 for r in await self.state.approval_list()
                 if may_approve(self.settings, principal, str(r.get("requester", "")))
+                and r.get("owner", "") != f"{principal.kind}:{principal.name}"
             ]
             await _send_simple(send, 200, msgspec.json.encode({"approvals": entries}))
             return 200
@@ -503,13 +541,16 @@ class App:
         if record is None:
             raise _Reply(404, {"error": "not_found", "error_description": "no such question"})
         if not may_approve(self.settings, principal, str(record.get("requester", ""))):
+            # The same answer as for an unknown id: who asked what stays private.
+            raise _Reply(404, {"error": "not_found", "error_description": "no such question"})
+        owner = record.get("owner")
+        mine = f"{principal.kind}:{principal.name}"
+        if (owner == mine) if owner is not None else record.get("principal") == principal.name:
+            # The agent that made the call holds the same credential: it must not wave its own
+            # call through.
             raise _Reply(
                 403,
-                {
-                    "error": "forbidden",
-                    "error_description": f"{principal.name} may not approve calls of "
-                    f"{record.get('principal')}",
-                },
+                {"error": "forbidden", "error_description": "nobody may approve their own call"},
             )
         code = answer.get("code")
         if decision == "approve" and code != record.get("code"):
@@ -531,26 +572,53 @@ class App:
 # -- HTTP helpers ----------------------------------------------------------------------------
 
 
+# Headers that decide who is calling, where to and what: sent twice, they are ambiguous (a
+# proxy may check one copy and this gateway read the other), so the request is refused.
+_SINGLE: Final = frozenset(
+    {
+        "authorization",
+        "host",
+        "origin",
+        "content-length",
+        "content-type",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+    }
+)
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in scope["headers"]:
         name = key.decode("latin-1").lower()
-        # A repeated header is refused where it matters (auth) by taking the first only.
+        if name in out and name in _SINGLE:
+            raise _Reply(
+                400,
+                {"error": "invalid_request", "error_description": f"{name} header sent twice"},
+            )
         out.setdefault(name, value.decode("latin-1"))
     return out
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
     length = headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
+    if length is not None and (not (length.isascii() and length.isdigit()) or int(length) > limit):
         raise _Reply(413, _rpc_error(-31901, f"request body over {limit} bytes"))
     ctype = headers.get("content-type", "")
     if not ctype.lower().startswith("application/json"):
         raise _Reply(415, _rpc_error(-32600, "Content-Type must be application/json"))
     parts: list[bytes] = []
     size = 0
+    deadline = asyncio.get_running_loop().time() + _BODY_TIMEOUT_S
     while True:
-        message = await receive()
+        # A client that trickles its body (slowloris) may not hold a request open forever.
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(receive(), max(left, 0.001))
+        except TimeoutError:
+            raise _Reply(408, _rpc_error(-32600, "the request body was not sent in time")) from None
         if message["type"] == "http.disconnect":
             raise _Reply(400, b"")
         chunk = message.get("body", b"")
@@ -619,8 +687,9 @@ def _check_mirrored(headers: dict[str, str], body: bytes, frame: fr.Frame, versi
     field = _NAMED_HEADER.get(frame.method or "")
     if field is not None:
         msg = fr.loads_fast(body)
-        value = msg.get("params", {}).get(field) if isinstance(msg, dict) else None
-        if _header_value(headers.get("mcp-name")) != value:
+        params = msg.get("params") if isinstance(msg, dict) else None
+        value = params.get(field) if isinstance(params, dict) else None
+        if value is None or _header_value(headers.get("mcp-name")) != value:
             problems.append("Mcp-Name")
     if problems:
         raise _Reply(
@@ -642,3 +711,11 @@ def _header_value(value: str | None) -> str | None:
             return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
         return None
     return value
+
+
+def _fingerprint(access: Access) -> str:
+    """A digest of what ``access`` lets its principal reach and do (not when it expires)."""
+    import hashlib
+
+    what = (access.principal.servers, access.servers, access.tools, access.matched)
+    return hashlib.sha256(msgspec.msgpack.encode(what)).hexdigest()[:32]

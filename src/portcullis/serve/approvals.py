@@ -71,12 +71,19 @@ class ServeChannel:
             "expires": request.expires,
             "session_ok": request.session_ok,
             "principal": self.principal.name,
+            # kind:name, so that no principal answers its own question (see App._approvals)
+            "owner": f"{self.principal.kind}:{self.principal.name}",
             "requester": self.requester,
         }
 
         async def wait() -> None:
-            await self.state.approval_put(request.id, record, ttl)
-            answer = await self.state.approval_wait(request.id, ttl)
+            try:
+                await self.state.approval_put(request.id, record, ttl)
+                answer = await self.state.approval_wait(request.id, ttl)
+            except Exception as exc:  # the queue cannot be reached: nobody can answer
+                reason = f"the approval queue is unreachable ({type(exc).__name__})"
+                done(Outcome("unavailable", "console", reason=reason))
+                return
             if answer is None:
                 return  # the broker's timer turns silence into a denial
             done(

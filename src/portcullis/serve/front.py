@@ -31,6 +31,7 @@ __all__ = ["SEP", "Front", "Waiter", "key_of", "swap_id", "with_id"]
 
 SEP: Final = "__"
 _BACKLOG: Final = 256
+_RELATED_MAX: Final = 1024  # messages queued for one request's stream before its answer
 _NAMED = {"tools/call": "tools", "prompts/get": "prompts"}
 _LISTS = {
     "tools/list": ("tools", "name", True),
@@ -90,6 +91,7 @@ class Front:
         self.waiters: dict[tuple[str, Any], Waiter] = {}
         self.stream: asyncio.Queue[bytes] | None = None  # the legacy GET stream
         self.backlog: deque[bytes] = deque(maxlen=_BACKLOG)
+        self.closed = False  # closed: its GET stream ends
         self._fanouts: dict[tuple[str, Any], _Fanout] = {}
         self._routed: dict[tuple[str, Any], str] = {}  # request key -> link it went to
         self._uris: dict[str, str] = {}  # resource URI -> link
@@ -192,6 +194,7 @@ class Front:
         """The client went away before request ``waiter.rid`` was answered."""
         rid = waiter.rid
         self.close_waiter(waiter)
+        self._original.pop(key_of(rid), None)  # a late answer is dropped, not numbered back
         note = fr.encode(
             {
                 "jsonrpc": "2.0",
@@ -370,8 +373,12 @@ class Front:
         if frame.kind == "response":
             key = key_of(frame.id)
             fan = self._fanouts.get(key)
-            if fan is not None and link.name in fan.waiting:
-                self._fan_in(fan, link.name, frame)
+            if fan is not None:
+                if link.name in fan.waiting:
+                    self._fan_in(fan, link.name, frame)
+                return  # a server that was not asked (or answered twice): dropped
+            if self._routed.get(key) != link.name:
+                # Ids are guessable: one server must not answer a request sent to another.
                 return
             self._routed.pop(key, None)
             self._route_to_client(raw, frame)
@@ -400,11 +407,17 @@ class Front:
         target = self._context
         if target is None or target.done:
             if self.stream is not None:
-                self.stream.put_nowait(raw)
+                # The GET stream's queue is bounded: a client that never reads it loses
+                # messages instead of growing the gateway's memory without end.
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.stream.put_nowait(raw)
                 return
             target = next((w for w in self.waiters.values() if not w.done), None)
         if target is not None and not target.done:
-            target.queue.put_nowait((False, raw))
+            # Related messages past the bound are dropped (a chatty server, a slow client);
+            # the final answer is always queued.
+            if target.queue.qsize() < _RELATED_MAX:
+                target.queue.put_nowait((False, raw))
         else:
             self.backlog.append(raw)
 
@@ -416,6 +429,7 @@ class Front:
 
     async def close(self) -> None:
         """Close every link (the upstreams stop) and release waiting responses."""
+        self.closed = True
         for waiter in list(self.waiters.values()):
             self._fail(waiter.rid, -31902, "the session ended")
         for link in list(self.links.values()):

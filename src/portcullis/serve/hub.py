@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from portcullis._exceptions import ConfigError
+from portcullis._exceptions import ConfigError, GatewayError
 from portcullis.policy.compiled import CompiledPolicy, ServerPolicy
 from portcullis.serve.front import Front
 from portcullis.serve.identity import Access, labels
@@ -68,6 +68,7 @@ class Hub:
         self.pools: dict[tuple[str, str], Front] = {}
         self._pool_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._shared: dict[str, Any] = {}  # server name -> SharedUpstream (2026, shared: true)
+        self.closed = False  # set by close(): no link is started after it
         from portcullis.detect.paths import default_protected
 
         self.protected = default_protected(policy.source, str(home))
@@ -78,12 +79,23 @@ class Hub:
         self, access: Access, names: list[str], *, aggregate: bool, sid: str, modern: bool
     ) -> Front:
         """A front with started links to ``names`` for ``access.principal``."""
+        if self.closed:
+            raise GatewayError("the gateway is shutting down")
         front = Front({}, aggregate=aggregate, modern=modern)
         try:
             for name in names:
                 link = self._link(self.policy.servers[name], access, sid, front, modern)
                 front.links[name] = link
-            await asyncio.gather(*(link.start() for link in front.links.values()))
+            # Every start runs to its end before a failure is acted on: closing a link whose
+            # start is still spawning its process would leave that process running.
+            results = await asyncio.gather(
+                *(link.start() for link in front.links.values()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            if self.closed:  # shut down while starting: nobody would stop these links
+                raise GatewayError("the gateway is shutting down")
         except BaseException:
             await front.close()
             raise
@@ -111,30 +123,38 @@ class Hub:
             },
         )
         upstream, jail, identity = self._upstream(server, auditor)
+        try:
+            pins = None
+            if server.pin:
+                from portcullis.gateway.guards.pinning import PinGuard
+                from portcullis.pins import PinStore
+
+                pins = PinGuard(PinStore(), server.name, identity, log=self._log)
+            session = Session(
+                server,
+                auditor,
+                pins=pins,
+                arguments=ArgumentGuard(server, protected=self.protected, cwd=server.launch.cwd),
+                broker=self._broker(principal),
+                sealer=self._sealer,
+                principal=principal_key(principal),
+            )
+            session.restrict(
+                [
+                    RuleSet(rules, "tool", f'{server.name}" for identity "{who}')
+                    for who, rules in access.tools
+                ]
+            )
+        except BaseException:
+            # Nothing owns the sandbox plan (its egress proxy) yet: stop it here.
+            if jail is not None:
+                jail.close()
+            raise
+        # Only now, when nothing can fail before the link owns it: a view nobody closes would
+        # keep the shared process alive after every real user left.
         if modern and server.launch.shared and server.launch.command:
             upstream = self._share(server.name, upstream, jail)
             jail = None  # stopped with the shared process, not with this link
-        pins = None
-        if server.pin:
-            from portcullis.gateway.guards.pinning import PinGuard
-            from portcullis.pins import PinStore
-
-            pins = PinGuard(PinStore(), server.name, identity, log=self._log)
-        session = Session(
-            server,
-            auditor,
-            pins=pins,
-            arguments=ArgumentGuard(server, protected=self.protected, cwd=server.launch.cwd),
-            broker=self._broker(principal),
-            sealer=self._sealer,
-            principal=principal_key(principal),
-        )
-        session.restrict(
-            [
-                RuleSet(rules, "tool", f'{server.name}" for identity "{who}')
-                for who, rules in access.tools
-            ]
-        )
         link = Link(server.name, session, upstream, front.deliver)
         if jail is not None:
             link.cleanup.append(jail.close)
@@ -254,6 +274,14 @@ class Hub:
             if front is None:
                 sid = f"pool-{key[0]}"
                 front = await self.front(access, names, aggregate=aggregate, sid=sid, modern=True)
+                other = self.pools.get(key)
+                if other is not None:
+                    # Built meanwhile under a lock reap() had forgotten: keep one, stop the
+                    # other (a front dropped from the pool would never be stopped).
+                    if not any(link.gone for link in other.links.values()):
+                        await front.close()
+                        return other
+                    await other.close()
                 self.pools[key] = front
             return front
 
@@ -263,7 +291,14 @@ class Hub:
         """Stop links unused for ``idle_s`` (sessions stay valid: they are rebuilt on use)."""
         now = time.monotonic()
         for sid, live in list(self.sessions.items()):
-            if now - live.last_used > idle_s and not live.front.waiters:
+            # An open GET stream is a session in use: stopping its links would leave the
+            # client listening on a stream nothing is delivered to any more.
+            busy = live.front.waiters or live.front.stream is not None
+            idle = now - live.last_used > idle_s and not busy
+            # A session whose server exited is stopped too: its next request rebuilds it
+            # (a new process, the client's handshake replayed) instead of failing for good.
+            broken = any(link.gone for link in live.front.links.values())
+            if idle or (broken and not live.front.waiters):
                 self.sessions.pop(sid, None)
                 await live.front.close()
         for key, front in list(self.pools.items()):
@@ -271,9 +306,14 @@ class Hub:
             if now - used > idle_s and not front.waiters:
                 self.pools.pop(key, None)
                 await front.close()
+        # One lock per principal ever seen would grow without bound (OAuth subjects are many).
+        for key, lock in list(self._pool_locks.items()):
+            if key not in self.pools and not lock.locked():
+                del self._pool_locks[key]
 
     async def close(self) -> None:
-        """Stop every upstream of this replica."""
+        """Stop every upstream of this replica; links started later are refused."""
+        self.closed = True
         fronts = [live.front for live in self.sessions.values()] + list(self.pools.values())
         self.sessions.clear()
         self.pools.clear()

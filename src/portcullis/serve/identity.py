@@ -42,12 +42,29 @@ class Access(msgspec.Struct, frozen=True):
         return server in self.servers
 
 
+def _plain(value: str) -> bool:
+    # Labels are stored one a line with approval questions: no line breaks or controls.
+    return bool(value) and all(c >= " " and c != "\x7f" for c in value)
+
+
 def labels(principal: Principal) -> tuple[str, ...]:
-    """The names an identity entry may be written under for ``principal``."""
+    """The names an identity entry may be written under for ``principal``.
+
+    The namespaces stay apart: a principal *named* ``group:admins``, ``scope:x`` or ``*`` (a
+    token subject or claim the user may choose) is not matched by its name at all, so it
+    cannot take the rights of a group, a scope or everyone; nor is any label that holds a
+    line break (labels are joined one a line for approvals).
+    """
+    name = principal.name
+    own = (
+        (name,)
+        if _plain(name) and name != "*" and not name.startswith(("group:", "scope:"))
+        else ()
+    )
     return (
-        principal.name,
-        *(f"group:{g}" for g in principal.groups),
-        *(f"scope:{s}" for s in principal.scopes),
+        *own,
+        *(f"group:{g}" for g in principal.groups if _plain(g)),
+        *(f"scope:{s}" for s in principal.scopes if _plain(s)),
         "*",
     )
 

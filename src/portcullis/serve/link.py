@@ -55,11 +55,20 @@ class Link:
 
     def dispatch(self, outs: list[Out]) -> None:
         """Send what the session decided: to the upstream (queued, in order) or the client."""
+        lost = False
         for dest, data in outs:
             if dest == "client":
                 self.deliver(self, data)
             elif not self.gone:
                 self._outbox.put_nowait(data)
+            else:
+                lost = True
+        if lost:
+            # The server is gone (or the link closed): a request just let through would
+            # otherwise wait for the upstream timeout; it is answered with an error now.
+            for dest, data in self.session.upstream_gone(None):
+                if dest == "client":
+                    self.deliver(self, data)
 
     def _from_server(self, item: bytes | Oversize) -> None:
         self.last_used = time.monotonic()
@@ -107,6 +116,7 @@ class Link:
 
     async def close(self) -> None:
         """Withdraw open questions, stop the writer and the upstream."""
+        self.gone = True  # what still reaches this link is answered at once, not dropped
         with contextlib.suppress(Exception):
             self.session.close()
         self._outbox.put_nowait(None)

@@ -10,6 +10,7 @@ their handshake is per-connection state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,7 @@ class SharedUpstream:
         # request id on the wire -> (the view that sent it, the id it sent)
         self._owners: dict[tuple[str, Any], tuple[_View, Any]] = {}
         self._numbers = itertools.count(1)
+        self._refusals: set[asyncio.Future[None]] = set()
         upstream.on_frame = self._frame
         upstream.on_gone = self._gone
 
@@ -69,7 +71,20 @@ class SharedUpstream:
             if owner is not None:
                 view, original = owner
                 view.on_frame(item if original == frame.id else swap_id(item, original))
+        elif frame.kind == "request":
+            # No client can be asked on behalf of a process several principals share; a
+            # request left unanswered would hold the server (and the call waiting on it).
+            refusal = fr.error_response(
+                frame.id, -32601, "a shared server cannot send requests to its clients"
+            )
+            task = asyncio.ensure_future(self._refuse(refusal))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
         # Notifications of a shared server cannot be attributed to one principal: dropped.
+
+    async def _refuse(self, raw: bytes) -> None:
+        with contextlib.suppress(Exception):  # a server that is gone is reported by on_gone
+            await self.upstream.send(raw)
 
     def _gone(self, status: int | None) -> None:
         self.gone = True
@@ -99,9 +114,21 @@ class SharedUpstream:
         self._owners = {k: v for k, v in self._owners.items() if v[0] is not view}
         if not self.views and not self.closed:
             self.closed = True
+            cancelled = False
+            if self._start is not None and not self._start.done():
+                # Closing now would find no process yet, and the start would then spawn one
+                # that nothing stops: let the start finish, then close what it started.
+                try:
+                    # A failed start was reported to the views that awaited it.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._start)
+                except asyncio.CancelledError:
+                    cancelled = True  # still closed below (a start racing it is refused)
             await self.upstream.close()
             if self._cleanup is not None:
                 self._cleanup()
+            if cancelled:
+                raise asyncio.CancelledError
 
 
 class _View:
@@ -127,7 +154,11 @@ class _View:
         await self._shared.upstream.send(self._shared._sent(self, raw))
 
     async def cancel(self, rid: Any) -> None:
-        """Pass a cancellation on."""
+        """Pass a cancellation on; a late answer to ``rid`` is then dropped, not kept for it."""
+        owners = self._shared._owners
+        owner = owners.get(key_of(rid))
+        if owner is not None and owner[0] is self:
+            del owners[key_of(rid)]
         await self._shared.upstream.cancel(rid)
 
     async def close(self) -> None:

@@ -14,7 +14,8 @@ Rate limiting is GCRA (the generic cell rate algorithm, a sliding window without
 in a Lua script on the server's clock (``TIME``), so replicas with skewed clocks agree.
 
 Approvals: ``approval_answer`` is a Lua script (only the first answer wins, on any replica) that
-also publishes on a per-request channel; ``approval_wait`` listens on that channel and polls the
+also publishes on a per-request channel; ``approval_wait`` is woken through one pattern
+subscription shared by every wait (one connection, not one per pending approval) and polls the
 outcome key as well, so a lost notification only delays the release by one poll interval.
 """
 
@@ -319,15 +320,22 @@ class RedisState:
         self._password = urlsplit(url).password or ""
         self._prefix = prefix
         self._sync: list[_RedisNonces] = []
+        self._waiters: dict[str, set[asyncio.Event]] = {}  # channel -> waits on it
+        self._listener: asyncio.Task[None] | None = None
         try:
-            self._redis: Any = aioredis.Redis.from_url(
+            # Blocking: past max_connections a call waits (TIMEOUT_S at most) for a free
+            # connection; the plain pool fails it at once ("Too many connections"), so a burst
+            # of concurrent requests would be refused for no reason.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url,
                 socket_timeout=TIMEOUT_S,
                 socket_connect_timeout=TIMEOUT_S,
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
                 health_check_interval=30,
                 max_connections=64,
+                timeout=TIMEOUT_S,
             )
+            self._redis: Any = aioredis.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"serve.state: {self._clean(exc)} ({self._where})") from None
         self._gcra = self._redis.register_script(_GCRA_LUA)
@@ -463,34 +471,71 @@ class RedisState:
         return raw_rec is not None, None
 
     async def approval_wait(self, rid: str, timeout_s: float) -> dict[str, Any] | None:
-        """The outcome of ``rid`` once answered on any replica; None on timeout or withdrawal."""
-        from redis.exceptions import RedisError
+        """The outcome of ``rid`` once answered on any replica; None on timeout or withdrawal.
 
+        Every wait shares one subscription (see :meth:`_listen`): a connection per wait would
+        let a few dozen pending approvals take the whole pool, and with it every rate-limit
+        and revocation check of every client.
+        """
         channel = self._approval_keys(rid)[3]
         deadline = time.monotonic() + timeout_s
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        event = asyncio.Event()
+        self._waiters.setdefault(channel, set()).add(event)
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="portcullis-approvals")
         try:
-            try:
-                await pubsub.subscribe(channel)
-            except (RedisError, OSError, TimeoutError) as exc:
-                raise self._error(exc) from None
             while True:
-                # Checked after subscribing, so an answer given in between is not missed.
+                # Checked after registering, so an answer given in between is not missed.
                 pending, outcome = await self._outcome(rid)
                 if not pending:
                     return outcome
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                try:
-                    await pubsub.get_message(timeout=min(POLL_S, left))
-                except (RedisError, OSError, TimeoutError):
-                    # The notification channel broke: keep polling (the next _outcome raises
-                    # if Redis itself is gone).
-                    await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(POLL_S, left)):
+                        await event.wait()
+                event.clear()
+        finally:
+            events = self._waiters.get(channel)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[channel]
+
+    async def _listen(self) -> None:
+        """Wake the waits whose approval was answered or withdrawn (one connection for all).
+
+        Should the subscription break, the waits go on polling the outcome keys; the next wait
+        starts a new listener.
+        """
+        pattern = _glob_escape(self._prefix) + "approval:*:done"
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.psubscribe(pattern)
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                channel = message.get("channel")
+                if isinstance(channel, bytes):
+                    channel = channel.decode("utf-8", "replace")
+                for event in self._waiters.get(str(channel), ()):
+                    event.set()
+        except Exception as exc:  # Redis went away: the waits poll (and fail if it stays away)
+            with contextlib.suppress(Exception):
+                self._log_listen(exc)
         finally:
             with contextlib.suppress(Exception):  # closing a broken connection
                 await pubsub.aclose()
+
+    def _log_listen(self, exc: BaseException) -> None:
+        import sys
+
+        print(
+            f"portcullis serve: approval notifications stopped: {self._clean(exc)}",
+            file=sys.stderr,
+        )
 
     async def approval_withdraw(self, rid: str) -> None:
         """Drop ``rid`` on every replica; waiters that have no answer yet return None."""
@@ -517,6 +562,11 @@ class RedisState:
 
     async def close(self) -> None:
         """Close the connections (the nonce stores' too)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
         for store in self._sync:
             store.close()
         with contextlib.suppress(Exception):  # closing a broken connection
@@ -552,6 +602,11 @@ class _RedisNonces:
         """Close the connections."""
         with contextlib.suppress(Exception):
             self._redis.close()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _ms(seconds: float) -> int:

@@ -41,6 +41,7 @@ class SessionState(msgspec.Struct, frozen=True, omit_defaults=True):
     path: str  # the endpoint it was opened on (/mcp or /servers/NAME/mcp)
     init: bytes = b""  # the client's initialize request
     upstreams: dict[str, Any] = {}  # HTTP upstream name -> its session state
+    access: str = ""  # digest of the rights its links were built for (App._open compares)
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -75,6 +75,7 @@ _HEADER_SAFE: Final = re.compile(r"[\x20-\x7e]*")
 _SENTINEL: Final = re.compile(r"=\?base64\?.*\?=")
 _SESSION_ID: Final = re.compile(r"[\x21-\x7e]{1,1024}")
 _EOL: Final = re.compile(rb"[\r\n]")
+_FIELD_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def encode_header_value(value: str) -> str:
@@ -329,6 +330,12 @@ class HttpUpstream:
             if key.lower() in _RESERVED:
                 raise ConfigError(
                     f'the upstream "{name}": header {key!r} is set by the gateway itself'
+                )
+            if not _FIELD_NAME.fullmatch(key) or any(c in value for c in "\r\n\x00"):
+                # Caught here, with the header named, instead of failing every request later.
+                raise ConfigError(
+                    f'the upstream "{name}": header {key!r} has an invalid name, or its value '
+                    "contains a line break or NUL"
                 )
             lowered[key.lower()] = value
         self.name = name

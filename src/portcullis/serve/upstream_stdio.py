@@ -99,6 +99,9 @@ class StdioUpstream:
         """Start the child; raise GatewayError when the command cannot be started."""
         if self._proc is not None:
             return
+        if self._closing:
+            # close() found nothing to stop; a process started now would outlive it.
+            raise GatewayError(f'the MCP server "{self.name}" was closed before it started')
         exe = shutil.which(self.argv[0], path=self.env.get("PATH")) or self.argv[0]
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -119,6 +122,10 @@ class StdioUpstream:
                 f"{exc.strerror or exc}"
             ) from exc
         self.pid = self._proc.pid
+        if self._closing:  # close() ran while the process was being spawned
+            self._kill_group(signal.SIGKILL)
+            await self._proc.wait()
+            raise GatewayError(f'the MCP server "{self.name}" was closed while starting')
         self._tasks = [
             asyncio.create_task(self._read_stdout(), name=f"upstream-{self.name}-stdout"),
             asyncio.create_task(self._relay_stderr(), name=f"upstream-{self.name}-stderr"),
