@@ -573,3 +573,38 @@ async def test_sighup_reload_and_sigterm() -> None:
         assert not is_alive(pid)
     finally:
         served.close()
+
+
+async def test_json_log_format() -> None:
+    """--log-format json: every stderr line of serve and its servers is one JSON object."""
+    served = Served(_policy(), args=("--log-format", "json"))
+    try:
+        key = served.key("dave")
+        served.start()
+        async with sdk_client(served, key, "/servers/echo/mcp") as client:
+            assert text_of(await client.call_tool("complain", {"text": "to stderr"})) == "done"
+        served.wait_stderr("to stderr")
+    finally:
+        served.stop()
+    events = [json.loads(line) for line in served.stderr_text().splitlines() if line.strip()]
+    assert any(e["msg"].startswith("listening on http://127.0.0.1:") for e in events)
+    assert any(e.get("server") == "echo" and e["msg"] == "to stderr" for e in events)
+    assert all(e["logger"] == "portcullis.serve" and "ts" in e for e in events)
+
+
+async def test_server_that_cannot_start_is_a_clear_502() -> None:
+    """A server whose command does not exist: 502 naming the problem; the gateway stays up."""
+    served = Served(
+        "version: 1\ndefaults:\n  tools: {default: allow}\nservers:\n"
+        "  ghost:\n    command: /nonexistent/mcp-server\n"
+    )
+    try:
+        key = served.key("erin")
+        served.start()
+        response = await _post(served.url + "/servers/ghost/mcp", INIT, key)
+        assert response.status_code == 502
+        assert "/nonexistent/mcp-server" in response.json()["error"]["message"]
+        async with http() as client:
+            assert (await client.get(served.url + "/healthz")).status_code == 200
+    finally:
+        served.stop()

@@ -19,7 +19,6 @@ def _state(**kw: object) -> SessionState:
         "expires": time.time() + 60,
         "path": "/mcp",
         "init": b'{"jsonrpc":"2.0","id":1,"method":"initialize"}',
-        "upstreams": {"web": {"session": "s-1"}},
     }
     values.update(kw)
     return SessionState(**values)  # type: ignore[arg-type]

@@ -25,6 +25,12 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8787, help="port (default 8787; 0: any free)")
     p.add_argument("--keys", metavar="F", help="API keys file (default <state dir>/keys.json)")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="stderr lines as text (default) or one JSON object each, for log shippers",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -32,7 +38,9 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from portcullis.policy.load import load_policy
+    from portcullis.serve.logs import configure
 
+    configure(args.log_format)
     policy = load_policy(args.policy)
     settings = _check(policy, args.host)
     try:
@@ -82,7 +90,6 @@ def _check(policy: CompiledPolicy, host: str) -> ServeSettings:
 async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: ServeSettings) -> int:
     import asyncio
     import signal
-    import sys
     from pathlib import Path
     from urllib.parse import urlsplit
 
@@ -233,11 +240,9 @@ async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: Serv
     async def announce() -> None:
         while not server.started:
             await asyncio.sleep(0.02)
-        print(
-            f"portcullis serve: listening on {scheme}://{_netloc(args.host, bound['port'])} "
-            f"(/mcp, /servers/NAME/mcp; policy {policy.source or 'built-in'})",
-            file=sys.stderr,
-            flush=True,
+        log_line(
+            f"listening on {scheme}://{_netloc(args.host, bound['port'])} "
+            f"(/mcp, /servers/NAME/mcp; policy {policy.source or 'built-in'})"
         )
 
     announcing = asyncio.create_task(announce())

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from portcullis._exceptions import GatewayError
+from portcullis._exceptions import ConfigError, GatewayError
 from portcullis.gateway import frames as fr
 from portcullis.gateway.methods import MODERN_KEY
 from portcullis.policy.compiled import CompiledPolicy, ServeSettings
@@ -128,6 +128,12 @@ class App:
         except _Reply as reply:
             status = reply.status
             await _send_simple(send, reply.status, reply.body, reply.headers)
+        except (GatewayError, ConfigError) as exc:
+            # An upstream that cannot be started or reached (a missing command, an unresolvable
+            # secret reference, the gateway shutting down): the client learns why, not a 500.
+            self._log(f"cannot serve {scope.get('path')}: {exc}")
+            status = 502
+            await _send_simple(send, 502, _rpc_error(-31902, f"upstream unavailable: {exc}"))
         finally:
             self.metrics.http_request(route, status, time.perf_counter() - t0)
 
@@ -287,8 +293,7 @@ class App:
         if frame.method == "initialize" and frame.kind == "request":
             return await self._initialize(principal, access, path, names, frame, receive, send)
         live = await self._live(principal, access, path, sid, names)
-        async with live.lock:
-            live.last_used = time.monotonic()
+        live.last_used = time.monotonic()
         return await self._exchange(live.front, frame, receive, send, [])
 
     async def _initialize(

@@ -11,7 +11,6 @@ stopped, or that began on another replica, is rebuilt from its sealed session id
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -321,5 +320,7 @@ class Hub:
 
 
 def log_line(text: str) -> None:
-    """The serve process's own log line on stderr."""
-    print(f"portcullis serve: {text}", file=sys.stderr, flush=True)
+    """The serve process's own log line on stderr (text or JSON: serve.logs)."""
+    from portcullis.serve.logs import log
+
+    log(text)

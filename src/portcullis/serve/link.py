@@ -105,9 +105,9 @@ class Link:
 
     def upstream_log(self, text: str) -> None:
         """Write a line about this link to stderr."""
-        import sys
+        from portcullis.serve.logs import log
 
-        print(f"portcullis serve: [{self.name}] {text}", file=sys.stderr)
+        log(text, server=self.name)
 
     async def cancel(self, rid: object) -> None:
         """The client gave up on request ``rid``: let the upstream stop its work."""

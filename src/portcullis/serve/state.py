@@ -530,12 +530,9 @@ class RedisState:
                 await pubsub.aclose()
 
     def _log_listen(self, exc: BaseException) -> None:
-        import sys
+        from portcullis.serve.logs import log
 
-        print(
-            f"portcullis serve: approval notifications stopped: {self._clean(exc)}",
-            file=sys.stderr,
-        )
+        log(f"approval notifications stopped: {self._clean(exc)}", level="warning")
 
     async def approval_withdraw(self, rid: str) -> None:
         """Drop ``rid`` on every replica; waiters that have no answer yet return None."""

@@ -2,10 +2,10 @@
 
 A legacy Streamable HTTP session is named by ``Mcp-Session-Id``. Portcullis makes that id an
 encrypted, authenticated token holding what another replica needs to continue the session: the
-principal it belongs to, its expiry, the client's ``initialize`` request (replayed to start the
-upstream servers afresh) and each HTTP upstream's own session. So sessions continue on any
-replica without a shared store or sticky load balancing; the key is shared by the replicas
-(``serve.sessions.key``, or kept in Redis). The client can read nothing of it, and it is never
+principal it belongs to, its expiry, the rights it began with, and the client's ``initialize``
+request (replayed to start the upstream servers afresh). So sessions continue on any replica
+without sticky load balancing; the key is shared by the replicas (``serve.sessions.key``, or
+kept in Redis). The client can read nothing of it, and it is never
 sent upstream.
 """
 
@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -40,7 +40,6 @@ class SessionState(msgspec.Struct, frozen=True, omit_defaults=True):
     expires: float
     path: str  # the endpoint it was opened on (/mcp or /servers/NAME/mcp)
     init: bytes = b""  # the client's initialize request
-    upstreams: dict[str, Any] = {}  # HTTP upstream name -> its session state
     access: str = ""  # digest of the rights its links were built for (App._open compares)
 
 

@@ -466,28 +466,9 @@ class HttpUpstream:
         if self._own_client:
             await client.aclose()
 
-    # -- session state (for another replica) ------------------------------------------------
-
     def state(self) -> dict[str, Any]:
-        """The legacy upstream session, so another gateway replica can continue it."""
-        return {
-            "session_id": self._session_id,
-            "protocol_version": self._version,
-            "initialize": _b64(self._init_raw),
-            "initialized": _b64(self._initialized_raw),
-        }
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Continue the session :meth:`state` described; GatewayError when it is malformed."""
-        values = [state.get(k) for k in ("session_id", "protocol_version")]
-        if not all(v is None or isinstance(v, str) for v in values):
-            raise GatewayError(f'invalid saved state for the upstream "{self.name}"')
-        sid, version = values
-        if sid is not None and not _SESSION_ID.fullmatch(sid):
-            raise GatewayError(f'invalid saved session for the upstream "{self.name}"')
-        self._session_id, self._version = sid, version
-        self._init_raw = _unb64(state.get("initialize"), self.name)
-        self._initialized_raw = _unb64(state.get("initialized"), self.name)
+        """The legacy upstream session as it stands (for logs and tests)."""
+        return {"session_id": self._session_id, "protocol_version": self._version}
 
     def start_listening(self) -> None:
         """Open the legacy GET stream for server-initiated messages (idempotent; 405 = none)."""
@@ -773,18 +754,3 @@ def _answers(body: bytes, rid: Any) -> bool:
     except FrameError:
         return False
     return frame.kind == "response" and _same_id(frame.id, rid)
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
-
-
-def _unb64(value: Any, name: str) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise GatewayError(f'invalid saved state for the upstream "{name}"')
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise GatewayError(f'invalid saved state for the upstream "{name}"') from None

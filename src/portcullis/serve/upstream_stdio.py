@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -247,7 +246,7 @@ class StdioUpstream:
         proc = self._proc
         assert proc is not None
         assert proc.stderr is not None
-        prefix = f"[server {visible(self.name)}] "
+        prefix = visible(self.name)
         pending = b""
         while True:
             try:
@@ -267,8 +266,7 @@ class StdioUpstream:
             self._write_stderr(prefix, pending)
 
     @staticmethod
-    def _write_stderr(prefix: str, line: bytes) -> None:
-        text = visible(line.rstrip(b"\r").decode("utf-8", "replace"))
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(f"{prefix}{text}\n")
-            sys.stderr.flush()
+    def _write_stderr(server: str, line: bytes) -> None:
+        from portcullis.serve.logs import server_stderr
+
+        server_stderr(server, visible(line.rstrip(b"\r").decode("utf-8", "replace")))
