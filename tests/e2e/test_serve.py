@@ -14,6 +14,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.e2e.conftest import is_alive
 from tests.serve.conftest import (
+    REPO,
     TIMEOUT,
     Served,
     fixture_server,
@@ -606,5 +608,44 @@ async def test_server_that_cannot_start_is_a_clear_502() -> None:
         assert "/nonexistent/mcp-server" in response.json()["error"]["message"]
         async with http() as client:
             assert (await client.get(served.url + "/healthz")).status_code == 200
+    finally:
+        served.stop()
+
+
+async def test_audit_log_and_keys_file_outside_the_state_dir_are_protected(
+    tmp_path: Path,
+) -> None:
+    """An audit log and keys file kept elsewhere are refused to guarded tools, like the state dir."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    keys_file = tmp_path / "keys.json"
+    fs = REPO / "tests" / "servers" / "node_modules" / ".bin" / "mcp-server-filesystem"
+    served = Served(
+        f"""\
+version: 1
+servers:
+  fs:
+    command: {json.dumps(str(fs))}
+    args: [{json.dumps(str(tmp_path))}]
+    tools: {{default: allow}}
+    paths: {{roots: [{json.dumps(str(tmp_path))}]}}
+audit:
+  path: {json.dumps(str(logs / "audit.jsonl"))}
+""",
+        args=("--keys", str(keys_file)),
+    )
+    try:
+        done = served.cli("keys", "create", "gina", "--keys", str(keys_file))
+        assert done.returncode == 0, done.stderr
+        key = done.stdout.strip().splitlines()[-1].split()[-1]
+        served.start()
+        (tmp_path / "notes.txt").write_text("fine")
+        async with sdk_client(served, key, "/servers/fs/mcp") as client:
+            ok = await client.call_tool("read_text_file", {"path": str(tmp_path / "notes.txt")})
+            assert text_of(ok) == "fine"
+            for target in (logs / "audit.jsonl", keys_file):
+                refused = await client.call_tool("read_text_file", {"path": str(target)})
+                assert refused.is_error, target
+                assert "protected" in text_of(refused), text_of(refused)
     finally:
         served.stop()

@@ -173,6 +173,13 @@ async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: Serv
         channel=lambda principal, labels: ServeChannel(state, principal, labels, loop),
         log=log_line,
     )
+    # Files outside the state directory that are just as off limits to every guarded tool
+    # (and to every sandbox): an audit log kept elsewhere, its anchor and lock; the keys file.
+    if policy.audit.path:
+        log_file = log_path.absolute()
+        hub.protected += [str(log_file), f"{log_file}.anchor", f"{log_file}.lock"]
+    if args.keys:
+        hub.protected.append(str(Path(args.keys).absolute()))
 
     async def ready() -> str | None:
         try:
