@@ -394,8 +394,8 @@ async def test_approval_on_one_replica_releases_the_call_held_by_the_other(
             mine = await client.get(pair.b.url + "/approvals", headers=alice.headers())
             assert mine.json()["approvals"] == []
             own = await _answer(alice, pair.b.url, entry, "approve")
-            # 404 ("no such question"): app.py no longer tells who may not answer that it exists.
-            assert own.status_code in (403, 404), own.text
+            # 404 ("no such question"): who may not answer a question is not told it exists.
+            assert own.status_code == 404, own.text
             wrong = await _answer(boss, pair.b.url, entry, "approve", code="not-the-code")
             assert wrong.status_code == 400, wrong.text
             ok = await _answer(boss, pair.b.url, entry, "approve")

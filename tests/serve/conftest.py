@@ -47,6 +47,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from tests.serve.issuer import LocalIssuer, local_issuer
 from tests.serve.redis_fixture import redis_clean, redis_url  # noqa: F401
 
 __all__ = [
@@ -324,9 +325,16 @@ async def sdk_client(
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    """The async tests run on asyncio."""
-    return "asyncio"
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """The async tests run on asyncio with uvloop, as `portcullis serve` does."""
+    return ("asyncio", {"use_uvloop": True})
+
+
+@pytest.fixture
+def issuer() -> Iterator[LocalIssuer]:
+    """A local OAuth issuer (tests/serve/issuer.py), stopped after the test."""
+    with local_issuer() as iss:
+        yield iss
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.serve.issuer import LocalIssuer, local_issuer
+from tests.serve.issuer import LocalIssuer
 
 from portcullis._exceptions import ConfigError
 from portcullis.policy.compiled import ServeSettings
@@ -25,17 +25,6 @@ pytestmark = pytest.mark.anyio
 
 RESOURCE = "http://127.0.0.1:8787/mcp"
 METADATA = "http://127.0.0.1:8787/.well-known/oauth-protected-resource/mcp"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def issuer() -> Iterator[LocalIssuer]:
-    with local_issuer() as iss:
-        yield iss
 
 
 @pytest.fixture

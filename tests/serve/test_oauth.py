@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -23,17 +23,6 @@ from portcullis.serve.types import AuthFailure
 pytestmark = pytest.mark.anyio
 
 AUD = "http://127.0.0.1:8787/mcp"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def issuer() -> Iterator[LocalIssuer]:
-    with local_issuer() as iss:
-        yield iss
 
 
 @pytest.fixture

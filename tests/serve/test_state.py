@@ -27,11 +27,6 @@ State = MemoryState | RedisState
 Factory = Callable[[], Awaitable[State]]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     """Makes the state of one more replica: Redis replicas share a prefix, memory is one object."""

@@ -35,11 +35,6 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\
 Script = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("asyncio", {"use_uvloop": True})
-
-
 async def read_request(reader: asyncio.StreamReader) -> bytes | None:
     """One request (head and Content-Length body) off ``reader``; None at EOF."""
     try:

@@ -39,11 +39,6 @@ SECRET = "upstream-secret-token"
 MODERN = "2026-07-28"
 
 
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("asyncio", {"use_uvloop": True})
-
-
 @pytest.fixture(scope="module")
 def probe() -> SlowProbe:
     return SlowProbe()

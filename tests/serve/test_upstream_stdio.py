@@ -50,11 +50,6 @@ ECHO = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("asyncio", {"use_uvloop": True})
-
-
 def is_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie counts as dead)."""
     try:

@@ -548,11 +548,10 @@ class App:
         if not may_approve(self.settings, principal, str(record.get("requester", ""))):
             # The same answer as for an unknown id: who asked what stays private.
             raise _Reply(404, {"error": "not_found", "error_description": "no such question"})
-        owner = record.get("owner")
         mine = f"{principal.kind}:{principal.name}"
-        if (owner == mine) if owner is not None else record.get("principal") == principal.name:
+        if record.get("owner", mine) == mine:
             # The agent that made the call holds the same credential: it must not wave its own
-            # call through.
+            # call through (a question that names no owner is treated as the caller's own).
             raise _Reply(
                 403,
                 {"error": "forbidden", "error_description": "nobody may approve their own call"},

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import signal
 from collections.abc import Callable, Sequence
@@ -28,16 +27,17 @@ _GRACE_S: Final = 2.0
 # A stderr "line" longer than this is emitted in pieces, so a child that never writes a
 # newline cannot make us buffer without bound.
 _STDERR_LINE: Final = 8192
-_CONTROLS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def visible(text: str) -> str:
-    """``text`` with C0/C1 control characters (escape sequences among them) shown as ``<U+XXXX>``.
+    """``text`` with control and invisible characters shown as ``<U+XXXX>`` (tabs kept).
 
     A server's stderr shares our terminal or log; escape sequences could forge log lines or
-    redraw the screen.
+    redraw the screen. The same rule as the approval questions' (``approval.request.visible``).
     """
-    return _CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+    from portcullis.approval.request import visible as shown
+
+    return shown(text, multiline=True)
 
 
 def exit_status(returncode: int) -> int:
