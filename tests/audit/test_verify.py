@@ -59,6 +59,16 @@ def test_changed_field_is_named(log_path: Path, key: bytes) -> None:
     assert "mac does not match" in report.reason
 
 
+def test_a_record_nested_too_deeply_is_named_not_a_crash(log_path: Path, key: bytes) -> None:
+    """A tampered line nested past the decoder's depth is a bad record, not a RecursionError."""
+    write_log(log_path, key, 5)
+    raw = lines(log_path)
+    raw[2] = b'{"x":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    set_lines(log_path, raw)
+    report = verify(log_path, key)
+    assert not report.ok and report.line == 3
+
+
 def test_deleted_middle_record_is_named(log_path: Path, key: bytes) -> None:
     """Removing a record from the middle is reported at the record after the gap."""
     write_log(log_path, key, 10)

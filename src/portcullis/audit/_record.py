@@ -121,6 +121,7 @@ def parse_record(line: bytes) -> dict[str, Any] | None:
     """Decode one line into a dict, or None when it is not a JSON object."""
     try:
         value = _decode(line)
-    except (msgspec.DecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        # RecursionError: a (tampered) line nested deeper than the decoder follows.
         return None
     return value if isinstance(value, dict) else None

@@ -57,24 +57,44 @@ def _check(args: argparse.Namespace) -> int:
         _emit({"error": str(exc)})
         return 2
     verdict: Verdict = RuleSet(server.tools, "tool", server.name).decide(args.tool)
-    if not isinstance(verdict, Deny):
+    observe = server.mode == "observe"
+    approvals_kept = server.observe.approvals == "keep"
+    if not isinstance(verdict, Deny) or observe:
         from portcullis._state import state_dir
         from portcullis.detect.paths import default_protected
-        from portcullis.gateway.guards.arguments import ArgumentGuard
+        from portcullis.gateway.guards.arguments import (
+            ENFORCED_IN_OBSERVE,
+            ArgumentGuard,
+            Examined,
+        )
+        from portcullis.gateway.pipeline import Confirm
 
-        # The same argument guards as the gateway (without a tool schema: names decide).
+        # The same argument guards as the gateway (without a tool schema: names decide); in
+        # observe mode also behind a rule's denial, combined as the gateway combines them.
         protected = default_protected(policy.source, str(state_dir(create=False)))
         guard = ArgumentGuard(server, protected=protected, cwd=server.launch.cwd)
-        checked = guard.check_call(args.tool, call_args)
+        checked = guard.check_call(args.tool, call_args, seen=Examined() if observe else None)
         if isinstance(checked, Deny):
-            verdict = checked
+            kept = checked.rule in ENFORCED_IN_OBSERVE
+            if observe and isinstance(verdict, Confirm) and approvals_kept and not kept:
+                why = f"{checked.reason} (not enforced: observe mode); {verdict.reason}"
+                verdict = Confirm(checked.rule, why)
+            elif not isinstance(verdict, Deny) or kept:
+                verdict = checked
     out: dict[str, Any] = {
         "decision": verdict.decision,
         "rule": verdict.rule,
         "reason": verdict.reason,
     }
     if server.mode == "observe":
-        out["enforced"] = False
+        # Observe mode forwards what the policy decides, except that a confirm still asks a
+        # person unless `observe: {approvals: relax}`, and protected paths are always refused;
+        # the exit code is the decision's.
+        from portcullis.gateway.guards.arguments import ENFORCED_IN_OBSERVE
+
+        out["enforced"] = (
+            verdict.decision == "confirm" and approvals_kept
+        ) or verdict.rule in ENFORCED_IN_OBSERVE
     if server.unimplemented:
         out["warnings"] = [f"not enforced by this version: {k}" for k in server.unimplemented]
     _emit(out)

@@ -172,14 +172,13 @@ def _session(
     import getpass
 
     from portcullis.approval.seal import Sealer
+    from portcullis.gateway.auditor import observe_warning
     from portcullis.gateway.guards.arguments import ArgumentGuard
     from portcullis.gateway.session import Session
 
-    if server.mode == "observe":
-        _warn(
-            f'WARNING: server "{server.name}" is in observe mode: decisions are audited but '
-            "NOT enforced; every call is forwarded"
-        )
+    warning = observe_warning(server)
+    if warning is not None:
+        _warn(warning)
     pins = None
     if server.pin:
         from portcullis.gateway.guards.pinning import PinGuard

@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure(args.log_format)
     policy = load_policy(args.policy)
     settings = _check(policy, args.host)
+    _warn_observing(policy)
     try:
         import uvloop
 
@@ -51,6 +52,18 @@ def _serve(args: argparse.Namespace) -> int:
         runner = asyncio.Runner()
     with runner:
         return runner.run(_main(args, policy, settings))
+
+
+def _warn_observing(policy: CompiledPolicy) -> None:
+    """One loud line per server in observe mode, so nobody mistakes it for enforce mode."""
+    import sys
+
+    from portcullis.gateway.auditor import observe_warning
+
+    for server in policy.servers.values():
+        warning = observe_warning(server)
+        if warning is not None:
+            print(f"portcullis: {warning}", file=sys.stderr, flush=True)
 
 
 def _check(policy: CompiledPolicy, host: str) -> ServeSettings:

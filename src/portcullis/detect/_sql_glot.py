@@ -119,8 +119,13 @@ def check_sqlglot(
     read_only: bool,
     function_allowed: Callable[[list[str]], bool],
     table_denied: Callable[[str | None, str | None, str], bool],
+    tables: list[str] | None = None,
 ) -> Problem | None:
-    """Return the first problem with ``sql`` in a sqlglot dialect, or None when acceptable."""
+    """Return the first problem with ``sql`` in a sqlglot dialect, or None when acceptable.
+
+    ``tables``, when given, receives the tables the statement reads (see :func:`_tables`), from
+    the same parse, whatever the verdict.
+    """
     if dialect != "sqlite" and ("/*!" in sql or "/*M!" in sql):
         # MySQL/MariaDB run the text of /*! ... */ comments; sqlglot skips it as a comment.
         return Problem(
@@ -164,7 +169,10 @@ def check_sqlglot(
             read_only=read_only,
             function_allowed=function_allowed,
             table_denied=table_denied,
+            tables=tables,
         )
+    if tables is not None:
+        _tables(root, frozenset(), tables)
     if isinstance(root, exp.Describe):
         if str(root.args.get("style") or "").upper() == "ANALYZE" and read_only:
             return Problem(
@@ -237,6 +245,44 @@ def check_sqlglot(
                 f"the statement {why}, and the policy allows read-only SQL",
             )
     return None
+
+
+def _tables(node: exp.Expr, ctes: frozenset[str], out: list[str]) -> None:
+    """Append the tables ``node`` reads, lower-case and qualified as written.
+
+    An unqualified name that a WITH in scope defines is the CTE, not a table (a non-recursive
+    WITH's CTE is visible only in the body and in the CTEs after it).
+    """
+    if isinstance(node, exp.Table):
+        if node.name and isinstance(node.this, exp.Identifier):
+            _table(node.catalog or None, node.db or None, node.name, ctes, out)
+    elif isinstance(node, exp.In) and isinstance(node.args.get("field"), exp.Column):
+        column = node.args["field"]  # SQLite's `x IN table`
+        _table(None, column.table or None, column.name, ctes, out)
+    with_clause = next((v for v in node.args.values() if isinstance(v, exp.With)), None)
+    if with_clause is not None:
+        entries = [c for c in with_clause.expressions if isinstance(c, exp.CTE)]
+        names = [str(c.alias_or_name).lower() for c in entries]
+        recursive = bool(with_clause.args.get("recursive"))
+        for i, cte in enumerate(entries):
+            seen = names if recursive else names[:i]
+            if isinstance(cte.this, exp.Expr):
+                _tables(cte.this, ctes | frozenset(seen), out)
+        ctes = ctes | frozenset(names)
+    for value in node.args.values():
+        if value is with_clause:
+            continue
+        for child in value if isinstance(value, list) else (value,):
+            if isinstance(child, exp.Expr):
+                _tables(child, ctes, out)
+
+
+def _table(
+    catalog: str | None, schema: str | None, name: str, ctes: frozenset[str], out: list[str]
+) -> None:
+    qualifiers = [q.lower() for q in (catalog, schema) if q]
+    if name and (qualifiers or name.lower() not in ctes):
+        out.append(".".join([*qualifiers, name.lower()]))
 
 
 def _skip_space_and_comments(text: str) -> str:

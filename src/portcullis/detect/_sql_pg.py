@@ -93,8 +93,13 @@ def check_postgres(
     read_only: bool,
     function_allowed: Callable[[list[str]], bool],
     table_denied: Callable[[str | None, str | None, str], bool],
+    tables: list[str] | None = None,
 ) -> Problem | None:
-    """Return the first problem with ``sql`` as PostgreSQL, or None when it is acceptable."""
+    """Return the first problem with ``sql`` as PostgreSQL, or None when it is acceptable.
+
+    ``tables``, when given, receives the tables the statement reads (see :func:`_tables`), from
+    the same parse, whatever the verdict.
+    """
     try:
         raw = parse_sql_json(sql)
     except ParseError as exc:
@@ -111,6 +116,8 @@ def check_postgres(
             f"the value holds {len(stmts)} statements, and the policy allows exactly one per call",
         )
     ((kind, body),) = stmts[0]["stmt"].items()
+    if tables is not None:
+        _tables({kind: body}, frozenset(), tables)
     if kind == "ExplainStmt":
         for opt in body.get("options") or ():
             de = opt.get("DefElem", {})
@@ -128,6 +135,40 @@ def check_postgres(
         )
     src = sql.encode() if "\\" in sql else None
     return _walk({kind: body}, read_only, function_allowed, table_denied, src)
+
+
+def _tables(node: Any, ctes: frozenset[str], out: list[str]) -> None:
+    """Append the tables ``node`` reads, lower-case and qualified as written.
+
+    An unqualified name that a WITH in scope defines is the CTE, not a table: a CTE is visible
+    in its statement's body and, in a non-recursive WITH, only in the CTEs after it, so
+    ``WITH a AS (SELECT * FROM secret), secret AS (…)`` still reads the table ``secret``.
+    """
+    if type(node) is list:
+        for item in node:
+            if type(item) is dict or type(item) is list:
+                _tables(item, ctes, out)
+        return
+    if type(node) is not dict:
+        return
+    if "relname" in node:
+        qualifiers = [str(node[k]).lower() for k in ("catalogname", "schemaname") if node.get(k)]
+        name = str(node["relname"]).lower()
+        if qualifiers or name not in ctes:
+            out.append(".".join([*qualifiers, name]))
+        return
+    with_clause = node.get("withClause")
+    if type(with_clause) is dict:
+        entries = [c.get("CommonTableExpr", {}) for c in with_clause.get("ctes") or ()]
+        names = [str(e.get("ctename", "")).lower() for e in entries]
+        recursive = bool(with_clause.get("recursive"))
+        for i, entry in enumerate(entries):
+            seen = names if recursive else names[:i]
+            _tables(entry.get("ctequery"), ctes | frozenset(seen), out)
+        ctes = ctes | frozenset(names)
+    for key, value in node.items():
+        if key != "withClause" and (type(value) is dict or type(value) is list):
+            _tables(value, ctes, out)
 
 
 def _walk(

@@ -24,12 +24,17 @@ schema-qualified function is allowed only when the qualified name is listed (Pos
 anywhere in the statement, compared case-insensitively after removing quotes; an unqualified name
 on either side matches any schema.
 
+``allow_tables`` (names or fnmatch globs, matched the same way) is an allowlist: when it is not
+empty, a statement that reads any other table is refused (``sql.table-not-allowed``). A name a
+WITH in scope defines is the CTE, not a table. :meth:`SqlGuard.inspect` returns the verdict and
+the tables the statement reads (lower-case, qualified as written), from the same parse.
+
 Rules: ``sql.not-read-only``, ``sql.multiple-statements``, ``sql.function``,
-``sql.denied-table``, ``sql.unparseable``, ``sql.ambiguous`` (text the server could read two
-ways: a ``'...'`` string with a backslash in PostgreSQL, a MySQL ``/*! ... */`` executable
-comment) and ``sql.too-long`` (over :data:`MAX_SQL_CHARS`). A denial is one sentence naming the
-guard, the argument and the reason; quoted fragments are capped at 80 characters and the
-statement itself is never echoed.
+``sql.denied-table``, ``sql.table-not-allowed``, ``sql.unparseable``, ``sql.ambiguous`` (text
+the server could read two ways: a ``'...'`` string with a backslash in PostgreSQL, a MySQL
+``/*! ... */`` executable comment) and ``sql.too-long`` (over :data:`MAX_SQL_CHARS`). A denial
+is one sentence naming the guard, the argument and the reason; quoted fragments are capped at 80
+characters and the statement itself is never echoed.
 
 For sqlglot dialects a function matches ``allow_functions`` by the name written (unknown
 functions) or by sqlglot's own names for the functions it models (``strftime`` is
@@ -54,13 +59,14 @@ its authorizer catches what it sees before the first unknown table. Allowed func
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from portcullis.detect._sql_common import Problem
+from portcullis.detect._sql_common import Problem, fragment
 from portcullis.detect.verdicts import Allow, Deny
 
-__all__ = ["DEFAULT_FUNCTIONS", "MAX_SQL_CHARS", "SqlGuard"]
+__all__ = ["DEFAULT_FUNCTIONS", "MAX_SQL_CHARS", "SqlGuard", "exact_table_entry"]
 
 #: Longer values are denied (``sql.too-long``): parse time grows with length, and no
 #: hand-written query needs more.
@@ -388,10 +394,45 @@ def _split_name(name: str) -> tuple[str, ...]:
     return tuple(p.strip().lower() for p in parts)
 
 
+def exact_table_entry(table: str) -> str | None:
+    """An ``allow_tables`` entry matching exactly ``table``, or None when none can.
+
+    ``table`` is named as :meth:`SqlGuard.inspect` names it. A part holding glob characters
+    is quoted and its ``*``, ``?``, ``[`` escaped: a table read as ``"*"`` must not become the
+    pattern that allows every table.
+    """
+    out: list[str] = []
+    for part in _split_name(table):
+        if not any(c in part for c in '*?[]."`'):
+            out.append(part)
+            continue
+        quote = '"' if '"' not in part else "`" if "`" not in part else ""
+        if not quote:
+            return None  # holds both quote characters: no entry can name it
+        escaped = "".join(f"[{c}]" if c in "*?[" else c for c in part)
+        out.append(f"{quote}{escaped}{quote}")
+    return ".".join(out) if out else None
+
+
+def _table_matches(entry: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether an ``allow_tables`` entry covers a table: the name by glob, then qualifiers.
+
+    As with ``deny_tables``, an unqualified name on either side matches any schema.
+    """
+    if not fnmatch.fnmatchcase(parts[-1], entry[-1]):
+        return False
+    qual, given = entry[:-1], parts[:-1]
+    if not qual or not given:
+        return True
+    n = min(len(qual), len(given))
+    return all(fnmatch.fnmatchcase(g, q) for g, q in zip(given[-n:], qual[-n:], strict=True))
+
+
 class SqlGuard:
     """Allow only single read-only statements that use allowed functions and tables."""
 
     __slots__ = (
+        "_allowed_tables",
         "_any_allowed",
         "_denied",
         "_dialect",
@@ -409,6 +450,7 @@ class SqlGuard:
         read_only: bool = True,
         deny_tables: Sequence[str] = (),
         allow_functions: Sequence[str] | Literal["default"] = "default",
+        allow_tables: Sequence[str] = (),
     ) -> None:
         d = dialect.strip().lower()
         d = _DIALECT_ALIASES.get(d, d)
@@ -436,6 +478,7 @@ class SqlGuard:
             parts = _split_name(entry)
             denied.setdefault(parts[-1], []).append(parts[:-1])
         self._denied = denied
+        self._allowed_tables = tuple(_split_name(entry) for entry in allow_tables)
         self._probe = None
         if d == "sqlite":
             from portcullis.detect._sql_glot import SqliteProbe
@@ -476,12 +519,45 @@ class SqlGuard:
 
     def check(self, sql: str, *, argument: str) -> Allow | Deny:
         """Allow ``sql`` or deny it with a rule and a one-sentence reason."""
+        if self._allowed_tables:
+            return self.inspect(sql, argument=argument, tables=False)[0]
         problem = self._problem(sql)
         if problem is None:
             return Allow("sql.allowed")
         return Deny(problem.rule, f'SQL guard: argument "{argument}": {problem.why}.')
 
-    def _problem(self, sql: object) -> Problem | None:
+    def inspect(
+        self, sql: str, *, argument: str, tables: bool = True
+    ) -> tuple[Allow | Deny, tuple[str, ...]]:
+        """The verdict on ``sql`` and the tables it reads (``tables=False``: none collected).
+
+        The tables come from the same parse as the verdict, lower-case and qualified as
+        written (``schema.table`` or ``table``), without duplicates; a statement that does not
+        parse reads none.
+        """
+        found: list[str] | None = [] if tables or self._allowed_tables else None
+        problem = self._problem(sql, found)
+        read = tuple(dict.fromkeys(found)) if found else ()
+        if problem is None and self._allowed_tables:
+            problem = self._not_allowed(read)
+        if problem is None:
+            return Allow("sql.allowed"), read if tables else ()
+        verdict = Deny(problem.rule, f'SQL guard: argument "{argument}": {problem.why}.')
+        return verdict, read if tables else ()
+
+    def _not_allowed(self, tables: tuple[str, ...]) -> Problem | None:
+        for table in tables:
+            parts = _split_name(table)
+            if not any(_table_matches(entry, parts) for entry in self._allowed_tables):
+                allowed = ", ".join(".".join(e) for e in self._allowed_tables)
+                return Problem(
+                    "sql.table-not-allowed",
+                    f"the statement uses table {fragment(table)}, which is not in the policy's "
+                    f"allow_tables ({fragment(allowed)})",
+                )
+        return None
+
+    def _problem(self, sql: object, tables: list[str] | None = None) -> Problem | None:
         if not isinstance(sql, str):
             return Problem("sql.unparseable", "the value is not a string of SQL")
         if "\x00" in sql:
@@ -501,6 +577,7 @@ class SqlGuard:
                     read_only=self._read_only,
                     function_allowed=self._function_allowed,
                     table_denied=self._table_denied,
+                    tables=tables,
                 )
             from portcullis.detect._sql_glot import check_sqlglot
 
@@ -515,6 +592,7 @@ class SqlGuard:
                 read_only=self._read_only,
                 function_allowed=self._function_allowed,
                 table_denied=self._table_denied,
+                tables=tables,
             )
         except RecursionError:
             return Problem("sql.unparseable", "the statement is nested too deeply to check")

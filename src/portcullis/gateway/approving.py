@@ -53,6 +53,7 @@ class Call(msgspec.Struct):
     params: dict[str, Any]
     method: str  # tools/call, prompts/get, resources/read or resources/subscribe
     subject: str  # the tool, prompt or URI
+    observed: dict[str, Any] | None = None  # observe mode: what the argument guards examined
 
     @property
     def args(self) -> Any:
@@ -188,6 +189,8 @@ class ApprovalFlow:
             call.args,
             timeout_s=self._broker.timeout_s,
             session_ok=self._session_ok(call.method, call.subject),
+            reason=verdict.reason,
+            rule=verdict.rule,
         )
         ask = Asking(call, verdict, request)
         self._asking[call.frame.id] = ask
@@ -480,6 +483,7 @@ class ApprovalFlow:
             rule=rule,
             reason=reason,
             approval=outcome.audit(),
+            observed=call.observed,
         )
 
     def _refuse_unaudited(self, call: Call, exc: AuditError) -> list[Any]:

@@ -5,6 +5,11 @@ on (to the client, to the server, or both). The transport does the reading and w
 class keeps the id tables, applies the policy, and writes the audit trail. It serves both
 protocol eras: the legacy handshake (``initialize``; server→client requests) and 2026-07-28
 (stateless requests carrying ``_meta``; ``input_required`` results instead of server requests).
+
+Observe mode (``mode: observe``) runs every guard and audits every decision as enforce mode
+would, with ``enforced: false`` on the ones it does not enforce, and the guards' inputs in an
+``observed`` field; the request is forwarded anyway. Redaction, pins and approvals stay
+enforced unless the policy's ``observe:`` block relaxes them; protected paths always are.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ from portcullis.approval.request import Outcome
 from portcullis.approval.seal import Sealer
 from portcullis.gateway import frames as fr
 from portcullis.gateway.approving import ApprovalFlow, Asking, Call, Wake, form_elicitation
-from portcullis.gateway.auditor import Auditor
+from portcullis.gateway.auditor import Auditor, observe_warning, observed_text
 from portcullis.gateway.frames import Frame, FrameError, Oversize, StrictJSONError
-from portcullis.gateway.guards.arguments import ArgumentGuard
+from portcullis.gateway.guards.arguments import ENFORCED_IN_OBSERVE, ArgumentGuard, Examined
 from portcullis.gateway.guards.content import ContentGuard
 from portcullis.gateway.guards.pinning import PinGuard
-from portcullis.gateway.guards.tools import LayeredRules, RuleSet
+from portcullis.gateway.guards.tools import IDENTITY_RULE, LayeredRules, RuleSet
 from portcullis.gateway.methods import (
     HELLO,
     LIST_CHANGED,
@@ -44,11 +49,15 @@ from portcullis.gateway.pipeline import Confirm, Deny, Verdict
 from portcullis.gateway.server_requests import ServerRequests
 from portcullis.policy.compiled import ServerPolicy
 
-__all__ = ["RESERVED_ID_PREFIX", "Auditor", "Dest", "Out", "Session"]
+__all__ = ["RESERVED_ID_PREFIX", "Auditor", "Dest", "Out", "Session", "observe_warning"]
 
 Dest = Literal["client", "server"]
 Out = tuple[Dest, bytes]
 Era = Literal["legacy", "2026-07-28"]
+_OBSERVED_METHODS = ("tools/call", "prompts/get", "resources/read")
+# Built-in protections, not policy decisions: observe mode enforces them like enforce mode
+# (DESIGN §4: the policy file, the state directory and client configurations, always denied).
+_ALWAYS_ENFORCED = ENFORCED_IN_OBSERVE
 
 
 class _Pending(msgspec.Struct):
@@ -79,6 +88,13 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
         self.policy = policy
         self.era: Era = "legacy"
         self.observe = policy.mode == "observe"
+        relaxed = policy.observe.relaxed() if self.observe else ()
+        self._relax_pins = "pins" in relaxed
+        self._relax_approvals = "approvals" in relaxed
+        # Observe mode keeping pins: a withheld definition is refused even when a rule would
+        # (not enforced) deny the call too, so the pins are checked whatever the rules say.
+        self._pins_first = self.observe and not self._relax_pins
+        self._examined: dict[str, Any] | None = None  # observe mode: the last request's
         self._audit = auditor
         self._clock = clock
         self._log = log or (lambda text: print(f"portcullis: {text}", file=sys.stderr))
@@ -95,7 +111,9 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
         roots = [{"uri": PurePath(r).as_uri(), "name": PurePath(r).name or r} for r in policy.roots]
         self._roots = {"roots": roots}
         self._output_schemas: dict[str, bool] = {}  # tool -> declares an outputSchema
-        self._content = ContentGuard(policy.redact, policy.injection)
+        self._content = ContentGuard(
+            policy.redact, policy.injection, count_only=self.observe and "redaction" in relaxed
+        )
         self._pins = pins
         self._arguments = arguments
         self._input_schemas: dict[str, Any] = {}  # tool -> inputSchema, from tools/list
@@ -243,14 +261,14 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
                 frame.id, fr.INVALID_PARAMS, 'tools/call needs params with a string "name"'
             )
         verdict = self._tools.decide(name)
-        if not isinstance(verdict, Deny):
-            verdict = self._check_arguments("tools/call", name, params) or verdict
-        if self._pins is not None and not isinstance(verdict, Deny):
+        if not isinstance(verdict, Deny) or self.observe:
+            verdict = self._with_arguments(verdict, "tools/call", name, params)
+        if self._pins is not None and (not isinstance(verdict, Deny) or self._pins_first):
             state, reason = self._pins.status("tools", name)
             if state == "withheld":
                 verdict = Deny("pin.withheld", reason)
         guarded = self._pins is not None or self._arguments is not None
-        if not isinstance(verdict, Deny) and guarded and self._unresolved(name):
+        if self._lists(verdict) and guarded and self._unresolved(name):
             # Not listed in this session: the pins and the tool's input schema (which says
             # which arguments are paths) come from the gateway's own listing, before deciding.
             return self._hold(Held(frame, msg, params, name))
@@ -259,9 +277,11 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
     def _decide_call(
         self, frame: Frame, msg: dict[str, Any], params: dict[str, Any], name: str, verdict: Verdict
     ) -> list[Out]:
-        if isinstance(verdict, Confirm) and not self.observe:
-            return self._confirm(Call(frame, msg, params, "tools/call", name), verdict)
-        out = self._apply(frame, name, params.get("arguments"), verdict)
+        observed, self._examined = self._examined, None
+        if isinstance(verdict, Confirm) and not self._relax_approvals:
+            call = Call(frame, msg, params, "tools/call", name, observed=observed)
+            return self._confirm(call, verdict)
+        out = self._apply(frame, name, params.get("arguments"), verdict, observed)
         if out is not None:
             return out
         return self._forward(frame, msg, params, "tools/call", name, verdict.rule)
@@ -277,19 +297,23 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
             )
         rules = self._prompts if method == "prompts/get" else self._resources
         verdict = rules.decide(subject)
-        if not isinstance(verdict, Deny):
-            verdict = self._check_arguments(method, subject, params) or verdict
-        if self._pins is not None and not isinstance(verdict, Deny):
+        if not isinstance(verdict, Deny) or self.observe:
+            verdict = self._with_arguments(verdict, method, subject, params)
+        if self._pins is not None and (not isinstance(verdict, Deny) or self._pins_first):
             # Prompts and resources listed with a changed definition stay refused; ones never
             # listed (resources are often read by URI without a listing) are not held.
             kind = "prompts" if method == "prompts/get" else "resources"
             state, reason = self._pins.status(kind, subject)
             if state == "withheld":
                 verdict = Deny("pin.withheld", reason)
-        if isinstance(verdict, Confirm) and not self.observe:
-            return self._confirm(Call(frame, msg, params, method, subject), verdict)
+        observed, self._examined = self._examined, None
+        if method not in _OBSERVED_METHODS:
+            observed = None
+        if isinstance(verdict, Confirm) and not self._relax_approvals:
+            call = Call(frame, msg, params, method, subject, observed=observed)
+            return self._confirm(call, verdict)
         args = params.get("arguments") if method == "prompts/get" else None
-        out = self._apply(frame, subject, args, verdict)
+        out = self._apply(frame, subject, args, verdict, observed)
         if out is not None:
             return out
         return self._forward(frame, msg, params, method, subject, verdict.rule)
@@ -305,8 +329,8 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
             subject, verdict = ref["name"], self._prompts.decide(ref["name"])
         elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
             subject, verdict = ref["uri"], self._resources.decide(ref["uri"])
-            if not isinstance(verdict, Deny):
-                verdict = self._check_arguments("resources/read", subject, {}) or verdict
+            if not isinstance(verdict, Deny) or self.observe:
+                verdict = self._with_arguments(verdict, "resources/read", subject, {})
         else:
             return self._reply_error(
                 frame.id,
@@ -315,17 +339,23 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
             )
         argument = params.get("argument") if isinstance(params, dict) else None
         if (
-            not isinstance(verdict, Deny)
+            (not isinstance(verdict, Deny) or self.observe)
             and self._arguments is not None
             and isinstance(argument, dict)
         ):
-            # The value being completed is an argument like any other (a path, say).
+            # The value being completed is an argument like any other (a path, say); observe
+            # mode checks it behind a denial too, as a protected path is refused there as well.
             named = {str(argument.get("name")): argument.get("value")}
-            checked = self._arguments.check_call(subject, named)
-            verdict = checked if isinstance(checked, Deny) else verdict
+            seen = Examined() if self.observe else None
+            checked = self._arguments.check_call(subject, named, seen=seen)
+            if isinstance(checked, Deny) and (
+                not isinstance(verdict, Deny) or checked.rule in _ALWAYS_ENFORCED
+            ):
+                verdict = checked
         if isinstance(verdict, Confirm):
             # Completing an argument is not the call; it is not worth a person's approval.
             verdict = Deny(verdict.rule, f"{verdict.reason}: completions for it are not offered")
+        self._examined = None  # completions carry no observed record
         out = self._apply(frame, subject, None, verdict)
         if out is not None:
             return out
@@ -333,18 +363,64 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
         return [("server", frame.raw)]
 
     def _check_arguments(self, method: str, subject: str, params: dict[str, Any]) -> Deny | None:
-        """The argument guards' verdict on a request (paths, SQL, URLs, constraints)."""
+        """The argument guards' verdict on a request (paths, SQL, URLs, constraints).
+
+        In observe mode what the guards examined is kept in ``_examined`` for the decision's
+        audit record (the caller takes it before anything else can overwrite it).
+        """
+        self._examined = None
         if self._arguments is None:
+            if self.observe and method == "resources/read":
+                self._examined = {"inputs": {"uri": observed_text(subject)}}
             return None
         schema = self._input_schemas.get(subject) if method == "tools/call" else None
-        verdict = self._arguments.check_request(method, subject, params, schema)
+        if self.observe:
+            verdict, seen = self._arguments.examine_request(method, subject, params, schema)
+            self._examined = seen.record()
+        else:
+            verdict = self._arguments.check_request(method, subject, params, schema)
         return verdict if isinstance(verdict, Deny) else None
 
-    def _apply(self, frame: Frame, subject: str, args: Any, verdict: Verdict) -> list[Out] | None:
+    def _with_arguments(
+        self, verdict: Verdict, method: str, subject: str, params: dict[str, Any]
+    ) -> Verdict:
+        """``verdict`` (the name rules') combined with the argument guards': a denial wins.
+
+        Observe mode runs the guards after a rule's denial too, so their inputs are recorded.
+        """
+        checked = self._check_arguments(method, subject, params)
+        if checked is None:
+            return verdict
+        if isinstance(verdict, Confirm) and self._enforces(verdict) and not self._enforces(checked):
+            # Observe mode keeping approvals: a would-be denial must not skip the person.
+            why = f"{checked.reason} (not enforced: observe mode); {verdict.reason}"
+            return Confirm(checked.rule, why)
+        if not isinstance(verdict, Deny) or checked.rule in _ALWAYS_ENFORCED:
+            return checked
+        return verdict
+
+    def _enforces(self, verdict: Verdict) -> bool:
+        """Whether a deny or confirm verdict is enforced (observe mode: see the module doc)."""
+        if not self.observe or verdict.rule in _ALWAYS_ENFORCED:
+            return True
+        if verdict.rule.startswith(IDENTITY_RULE):
+            return True  # `serve`: who may call what is not part of what is being observed
+        if verdict.rule.startswith("pin."):
+            return not self._relax_pins
+        return isinstance(verdict, Confirm) and not self._relax_approvals
+
+    def _apply(
+        self,
+        frame: Frame,
+        subject: str,
+        args: Any,
+        verdict: Verdict,
+        observed: dict[str, Any] | None = None,
+    ) -> list[Out] | None:
         """Audit a decision; return the refusal to send, or None to forward the request."""
-        if isinstance(verdict, Confirm):  # observe mode: nobody is asked
+        unenforced = isinstance(verdict, Deny | Confirm) and not self._enforces(verdict)
+        if isinstance(verdict, Confirm) and not unenforced:  # not asked (a completion)
             verdict = Deny(verdict.rule, f"{verdict.reason}: it needs a person's approval")
-        refuse = isinstance(verdict, Deny) and not self.observe
         try:
             self._audit.write(
                 direction="c2s",
@@ -356,15 +432,17 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
                 decision=verdict.decision,
                 rule=verdict.rule,
                 reason=verdict.reason,
-                enforced=False if self.observe and isinstance(verdict, Deny) else None,
+                enforced=False if unenforced else None,
+                observed=observed if self.observe else None,
             )
         except AuditError as exc:
             reason = f"the audit log cannot be written, so calls are refused: {exc}"
             return self._refuse(frame, Deny("audit.unavailable", reason), audit=False)
-        if refuse:
+        if isinstance(verdict, Deny) and not unenforced:
             return self._refusal(frame, verdict.reason, verdict.rule)
-        if self.observe and isinstance(verdict, Deny):
-            self._log(f"observe mode: would deny {frame.method} {subject}: {verdict.reason}")
+        if unenforced:
+            would = "deny" if isinstance(verdict, Deny) else "ask a person about"
+            self._log(f"observe mode: would {would} {frame.method} {subject}: {verdict.reason}")
         return None
 
     def _forward(
@@ -552,6 +630,9 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
                     "decision": decision,
                     "rule": pending.rule,
                     "findings": found or None,
+                    "enforced": False
+                    if decision == "redact" and self._content.count_only
+                    else None,
                     "result_bytes": len(frame.raw),
                     "latency_ms": round((self._clock() - pending.t0) * 1000, 3),
                 }
@@ -595,68 +676,6 @@ class Session(ApprovalFlow, ServerRequests, PinnedCalls):
 
     def _rules_for(self, subject: str) -> RuleSet | LayeredRules:
         return {"tool": self._tools, "prompt": self._prompts}.get(subject, self._resources)
-
-    def _can_hide(self, subject: str) -> bool:
-        rules = self._rules_for(subject).rules
-        # Tool lists are always read: they say which tools declare an outputSchema.
-        return (
-            rules.default == "deny"
-            or bool(rules.deny)
-            or subject == "tool"
-            or self._pins is not None
-        )
-
-    def _filter_items(
-        self, msg: dict[str, Any], rid: Any, pending: _Pending, key: str, field: str, subject: str
-    ) -> bool:
-        """Hide the entries of a list result that the policy refuses; True when any was."""
-        result = msg.get("result")
-        items = result.get(key) if isinstance(result, dict) else None
-        if not isinstance(items, list):
-            return False
-        rules = self._rules_for(subject)
-        kept: list[Any] = []
-        hidden: dict[str, int] = {}
-        for item in items:
-            name = item.get(field) if isinstance(item, dict) else None
-            verdict = (
-                rules.decide(name)
-                if isinstance(name, str)
-                else Deny("protocol.malformed", f"a {subject} entry without a string {field}")
-            )
-            if isinstance(verdict, Deny) and not self.observe:
-                hidden[verdict.rule] = hidden.get(verdict.rule, 0) + 1
-                continue
-            if subject == "tool" and isinstance(name, str):
-                self._output_schemas[name] = "outputSchema" in item
-                self._input_schemas[name] = item.get("inputSchema")
-            kept.append(item)
-        if self._pins is not None:
-            following = result.get("nextCursor") if isinstance(result, dict) else None
-            before = len(kept)
-            kept = self._check_pins(
-                key, kept, paged=pending.cursor or bool(following), last=not following
-            )
-            if len(kept) != before:
-                hidden["pin.withheld"] = before - len(kept)
-        if not hidden:
-            return False
-        assert isinstance(result, dict)
-        result[key] = kept
-        try:
-            self._audit.write(
-                direction="s2c",
-                era=self.era,
-                method=pending.method,
-                id=rid,
-                decision="allow",
-                rule=f"{subject}s.filter",
-                reason=f"{sum(hidden.values())} {subject} entries hidden by policy",
-                findings=hidden,
-            )
-        except AuditError as exc:
-            raise AuditError(f"the audit log cannot be written: {exc}") from exc
-        return True
 
     def _server_notification(self, frame: Frame) -> list[Out]:
         stale = LIST_CHANGED.get(frame.method or "")

@@ -24,6 +24,7 @@ from portcullis.policy.compiled import (
     Launch,
     Limits,
     OAuthSettings,
+    ObserveSettings,
     OtlpSettings,
     PathSettings,
     Rules,
@@ -40,6 +41,7 @@ from portcullis.policy.model import (
     ConstraintBlock,
     GuardSettings,
     LimitsBlock,
+    ObserveBlock,
     PathsBlock,
     PolicyFile,
     RuleBlock,
@@ -56,6 +58,7 @@ __all__ = ["GUARD_KEYS", "compile_policy"]
 
 GUARD_KEYS = (
     "mode",
+    "observe",
     "redact",
     "injection",
     "pin",
@@ -155,6 +158,7 @@ def _server(
     return ServerPolicy(
         name=name,
         mode=values["mode"],
+        observe=_observe(values["observe"]),
         tools=tools_rules,
         resources=_rules(values["resources"]),
         prompts=_rules(values["prompts"]),
@@ -172,6 +176,12 @@ def _server(
         sandbox=_sandbox(values["sandbox"]),
         unimplemented=tuple(unimplemented),
     )
+
+
+def _observe(block: ObserveBlock | None) -> ObserveSettings:
+    if block is None:
+        return ObserveSettings()
+    return ObserveSettings(redaction=block.redaction, pins=block.pins, approvals=block.approvals)
 
 
 def _sandbox(block: SandboxBlock | None) -> SandboxSettings | None:
@@ -196,6 +206,7 @@ def _sql(block: SqlBlock | None) -> SqlSettings | None:
         dialect=block.dialect,
         read_only=block.read_only,
         deny_tables=tuple(block.deny_tables),
+        allow_tables=tuple(block.allow_tables),
         allow_functions=functions if isinstance(functions, str) else tuple(functions),
         max_rows=block.max_rows,
         max_bytes=block.max_bytes,

@@ -20,6 +20,7 @@ __all__ = [
     "Launch",
     "Limits",
     "OAuthSettings",
+    "ObserveSettings",
     "OtlpSettings",
     "PathSettings",
     "Rules",
@@ -80,6 +81,7 @@ class SqlSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dialect: str = "postgres"
     read_only: bool = True
     deny_tables: tuple[str, ...] = ()
+    allow_tables: tuple[str, ...] = ()  # empty: any table deny_tables does not name
     allow_functions: str | tuple[str, ...] = "default"
     # Read by `portcullis sql` only (result caps, query timeout, masking, search_path).
     max_rows: int = 1000
@@ -120,11 +122,29 @@ class SandboxSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     env: tuple[str, ...] = ()
 
 
+KeepRelax = Literal["keep", "relax"]
+
+
+class ObserveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``observe:``: what observe mode relaxes; ``keep`` items stay enforced."""
+
+    redaction: KeepRelax = "keep"
+    pins: KeepRelax = "keep"
+    approvals: KeepRelax = "keep"
+
+    def relaxed(self) -> tuple[str, ...]:
+        """The names of the relaxed items, in a fixed order."""
+        return tuple(
+            item for item in ("redaction", "pins", "approvals") if getattr(self, item) == "relax"
+        )
+
+
 class ServerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One server's effective policy, with the defaults merged in."""
 
     name: str
     mode: Mode = "enforce"
+    observe: ObserveSettings = ObserveSettings()
     tools: Rules = Rules()
     resources: Rules = Rules()
     prompts: Rules = Rules()

@@ -39,6 +39,7 @@ __all__ = [
     "IdentityBlock",
     "LimitsBlock",
     "OAuthBlock",
+    "ObserveBlock",
     "OtlpBlock",
     "PathsBlock",
     "PolicyFile",
@@ -237,6 +238,11 @@ class SqlBlock(_Block):
     deny_tables: list[NonEmpty] = Field(
         default_factory=list, description="tables no statement may touch"
     )
+    allow_tables: list[Glob] = Field(
+        default_factory=list,
+        description="the only tables a statement may touch (names or globs, case-insensitive); "
+        "empty: any table deny_tables does not name",
+    )
     allow_functions: Literal["default"] | list[NonEmpty] = Field(
         default="default", description="'default' (the built-in allowlist) or the allowed functions"
     )
@@ -355,11 +361,39 @@ class SandboxBlock(_Block):
     )
 
 
+KeepRelax = Literal["keep", "relax"]
+
+
+class ObserveBlock(_Block):
+    """What ``mode: observe`` relaxes, item by item; ``keep`` means it is still enforced."""
+
+    redaction: KeepRelax = Field(
+        default="keep",
+        description="keep: results are redacted as in enforce mode; relax: forwarded unredacted "
+        "(the audit still counts what would have been redacted)",
+    )
+    pins: KeepRelax = Field(
+        default="keep",
+        description="keep: new or changed definitions stay withheld and calls to them refused; "
+        "relax: shown and forwarded, audited as would-be denials",
+    )
+    approvals: KeepRelax = Field(
+        default="keep",
+        description="keep: confirm calls still ask a person; relax: forwarded, audited as "
+        "would-confirm",
+    )
+
+
 class GuardSettings(_Block):
     """The keys a server entry and ``defaults`` share; a server's key replaces the default's."""
 
     mode: Literal["enforce", "observe"] = Field(
         default="enforce", description="observe: decide and audit, but forward anyway"
+    )
+    observe: ObserveBlock | None = Field(
+        default=None,
+        description="what observe mode relaxes (redaction, pins, approvals are kept unless "
+        "relaxed here); ignored in enforce mode",
     )
     redact: list[Redaction] = Field(
         default_factory=_redact_secrets, description="what to mask in results"

@@ -98,6 +98,7 @@ servers:
       dialect: postgres
       read_only: false
       deny_tables: [api_keys]
+      allow_tables: [orders, "shop.*"]
       max_rows: 50
       max_bytes: 4096
       timeout_s: 2
@@ -112,7 +113,7 @@ def test_settings_from_the_policy_server_running_sql(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     s = settings_from_policy(str(policy), None)
-    assert s.deny_tables == ("api_keys",)
+    assert s.deny_tables == ("api_keys",) and s.allow_tables == ("orders", "shop.*")
     assert (s.max_rows, s.max_bytes, s.timeout_s, s.schema) == (50, 4096, 2.0, "shop")
     assert s.mask_columns[: len(DEFAULT_MASKS)] == DEFAULT_MASKS and "*email*" in s.mask_columns
     assert s.pii is True

@@ -122,6 +122,15 @@ def test_explain_shows_the_plan_and_is_guarded(tools: SqlTools) -> None:
     assert text_of(blocked).startswith("denied (sql.denied-table)")
 
 
+def test_allow_tables_limits_the_server_to_the_listed_tables(make_tools: MakeTools) -> None:
+    """sql.allow_tables reaches portcullis sql: a table outside the list is refused by name."""
+    tools = make_tools(Settings(allow_tables=("orders",)))
+    assert ok(tools.call("query", {"sql": "SELECT count(*) AS n FROM orders"}))["row_count"] == 1
+    denied = tools.call("query", {"sql": "SELECT * FROM orders JOIN customers USING (id)"})
+    assert text_of(denied).startswith("denied (sql.table-not-allowed)")
+    assert "customers" in text_of(denied)
+
+
 def test_row_cap_truncates_with_a_note(make_tools: MakeTools) -> None:
     """More rows than max_rows: the first max_rows come back, marked truncated."""
     tools = make_tools(Settings(deny_tables=("users_credentials",), max_rows=5))

@@ -62,9 +62,14 @@ class ContentOutcome:
 class ContentGuard:
     """Redaction (``redact:``) and injection handling (``injection:``) of one server."""
 
-    def __init__(self, redact: tuple[str, ...], injection: str) -> None:
+    def __init__(
+        self, redact: tuple[str, ...], injection: str, *, count_only: bool = False
+    ) -> None:
         self.redact = bool(redact)
         self.pii = "pii" in redact
+        # Observe mode with `redaction: relax`: findings are counted for the audit, but the
+        # values go to the client as the server sent them.
+        self.count_only = count_only
         self.injection = injection
         self.active = self.redact or injection != "off"
         self._redact_value: Callable[..., tuple[Any, dict[str, int]]] | None = None
@@ -158,9 +163,11 @@ class ContentGuard:
         if self._scan is not None:
             value = self._walk(value, out, where)
         if self._redact_value is not None:
-            value, counts = self._redact_value(value, pii=self.pii)
-            if counts:
+            redacted, counts = self._redact_value(value, pii=self.pii)
+            if counts and not self.count_only:
+                value = redacted
                 out.changed = True
+            if counts:
                 for rule, n in counts.items():
                     out.count(out.redactions, rule, n)
         return value

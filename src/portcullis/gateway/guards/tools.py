@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Literal
+from typing import Final, Literal
 
 from portcullis.gateway.pipeline import Allow, Confirm, Deny, Verdict
 from portcullis.policy.compiled import Rules
 
-__all__ = ["LayeredRules", "RuleSet"]
+__all__ = ["IDENTITY_RULE", "LayeredRules", "RuleSet"]
 
 Subject = Literal["tool", "prompt", "resource"]
 _KEY = {"tool": "tools", "prompt": "prompts", "resource": "resources"}
@@ -81,6 +81,8 @@ class RuleSet:
 
 
 _STRICTNESS = {"allow": 0, "confirm": 1, "deny": 2}
+# The prefix of a rule id decided by an identity's layer rather than the server's rules.
+IDENTITY_RULE: Final = "identity."
 
 
 class LayeredRules:
@@ -120,7 +122,9 @@ class LayeredRules:
             listed = [v for v in forms if not v.rule.endswith(".default")]
             candidate = max(listed, key=lambda v: _STRICTNESS[v.decision]) if listed else forms[0]
             if _STRICTNESS[candidate.decision] > _STRICTNESS[verdict.decision]:
-                verdict = candidate
+                # Named apart from the server's own rules: an identity's refusal is access
+                # control, enforced even while the server's policy is only observed.
+                verdict = type(candidate)(f"{IDENTITY_RULE}{candidate.rule}", candidate.reason)
         if len(self._cache) < 4096:
             self._cache[name] = verdict
         return verdict

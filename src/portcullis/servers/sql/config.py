@@ -64,6 +64,7 @@ class Settings:
     """What the server enforces beyond the database's own read-only mode."""
 
     deny_tables: tuple[str, ...] = ()
+    allow_tables: tuple[str, ...] = ()  # empty: any table deny_tables leaves
     allow_functions: str | tuple[str, ...] = "default"
     max_rows: int = 1000
     max_bytes: int = 1024 * 1024
@@ -198,6 +199,7 @@ def settings_from_policy(
         )
     return Settings(
         deny_tables=tuple(dict.fromkeys((*deny, *sql.deny_tables))),
+        allow_tables=tuple(sql.allow_tables),
         allow_functions=sql.allow_functions,
         max_rows=sql.max_rows,
         max_bytes=sql.max_bytes,

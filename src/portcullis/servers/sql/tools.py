@@ -224,6 +224,7 @@ class SqlTools:
             backend.dialect,
             read_only=True,  # whatever the policy says: this server never writes
             deny_tables=denied,
+            allow_tables=settings.allow_tables,
             allow_functions=settings.allow_functions,
         )
         self._denied_names = frozenset(
