@@ -128,6 +128,26 @@ def test_approve_moves_pending_into_pins(store: PinStore, launch: LaunchId) -> N
     ).ok
 
 
+def test_approve_with_what_was_shown_refuses_a_later_change(
+    store: PinStore, launch: LaunchId
+) -> None:
+    """approve(expect=...) re-pins only the definitions shown; a newer one approves nothing."""
+    from portcullis.detect.canonical import definition_hash
+    from portcullis.pins.store import ChangedSinceShownError
+
+    store.record("files", launch, "tools", {"read": tool("read")})
+    store.record("files", launch, "tools", {"read": tool("read", EVIL)})
+    file = store.entries("files")[0].path.name
+    shown = [(file, "tools", "read", definition_hash(tool("read", EVIL)))]
+    # The server changes the description again after the person looked at the diff.
+    store.record("files", launch, "tools", {"read": tool("read", EVIL + " and more")})
+    with pytest.raises(ChangedSinceShownError, match="changed since they were shown"):
+        store.approve("files", ["read"], expect=shown)
+    assert "read" in store.pending("files", launch)["tools"]
+    current = [(file, "tools", "read", definition_hash(tool("read", EVIL + " and more")))]
+    assert store.approve("files", ["read"], expect=current) == [("tools", "read")]
+
+
 def test_approving_unknown_names_approves_nothing(store: PinStore, launch: LaunchId) -> None:
     """A name with nothing pending raises and leaves every pending entry in place."""
     store.record("files", launch, "tools", {"read": tool("read")})

@@ -54,6 +54,7 @@ _MAX_RESPONSE: Final = 16 * 1024 * 1024  # a list of many requests, each shown u
 _IO_TIMEOUT_S: Final = 2.0  # a peer that stalls longer is dropped
 _MAX_CONNECTIONS: Final = 32
 _MAX_WRONG_CODES: Final = 5
+_CHANGED: Final = "the call changed since it was shown; nothing was answered, look again"
 # sun_path is 108 bytes on Linux and 104 on the BSDs and macOS, both with the final NUL.
 _MAX_SOCKET_PATH: Final = 107 if sys.platform.startswith("linux") else 103
 # A socket without a registry is a gateway between bind() and its registry write; after this
@@ -359,6 +360,8 @@ class ConsoleChannel:
                 "created": r.created,
                 "expires": r.expires,
                 "session_ok": r.session_ok,
+                "reason": r.reason,
+                "rule": r.rule,
                 "gateway_pid": os.getpid(),
             }
             if barred is None:
@@ -366,7 +369,7 @@ class ConsoleChannel:
             else:
                 # A server's process learns no more than that something waits: not the
                 # arguments of other calls (of other servers, too).
-                del entry["shown"], entry["digest"]
+                del entry["shown"], entry["digest"], entry["reason"], entry["rule"]
             entries.append(entry)
         response: dict[str, Any] = {"pending": entries}
         if barred is not None:
@@ -378,10 +381,13 @@ class ConsoleChannel:
     def _answer(self, message: dict[str, Any], pid: int, uid: int) -> dict[str, Any]:
         request_id, code = message.get("id"), message.get("code")
         decision, for_session = message.get("decision"), message.get("for_session", False)
+        digest = message.get("digest")
         if not isinstance(request_id, str) or not isinstance(code, str):
             return {"error": "an answer needs a string id and code", "status": "refused"}
         if decision not in ("approve", "deny") or not isinstance(for_session, bool):
             return {"error": "decision must be approve or deny", "status": "refused"}
+        if digest is not None and not isinstance(digest, str):
+            return {"error": "digest must be a string", "status": "refused"}
         with self._lock:
             ticket = self._pending.get(request_id)
         if ticket is None:
@@ -392,6 +398,9 @@ class ConsoleChannel:
                 return {"error": "the request has expired or was withdrawn", "status": "unknown"}
             if decision == "approve" and for_session and not request.session_ok:
                 return {"error": "this call can only be approved once", "status": "refused"}
+            if digest is not None and not _same_digest(digest, request.digest):
+                # The person answered what they were shown; a different call is not that.
+                return {"error": _CHANGED, "status": "refused"}
             if not _same_code(code, request.code):
                 ticket.wrong += 1
                 if ticket.wrong >= _MAX_WRONG_CODES:
@@ -424,6 +433,11 @@ class ConsoleChannel:
             if not ticket.finish(outcome):
                 return {"error": "the request was withdrawn", "status": "unknown"}
         return {"ok": True, "outcome": outcome.outcome}
+
+
+def _same_digest(given: str, expected: str) -> bool:
+    norm = given.strip().lower().removeprefix("sha256:")
+    return hmac.compare_digest(norm.encode("utf-8", "replace"), expected.encode())
 
 
 def _same_code(given: str, expected: str) -> bool:
@@ -562,22 +576,33 @@ def answer(
     code: str,
     decision: str,
     for_session: bool = False,
+    digest: str | None = None,
 ) -> dict[str, Any]:
-    """Answer one request: the gateway's response (``ok`` or ``error`` with a ``status``)."""
+    """Answer one request: the gateway's response (``ok`` or ``error`` with a ``status``).
+
+    With ``digest`` (the one shown to the person), a request whose digest differs is refused
+    with status ``refused``: the answer binds to what was shown, never to a changed call.
+    """
     if decision not in ("approve", "deny"):
         raise ApprovalError(f"decision must be approve or deny, not {decision!r}")
     for sock_path, response in _gateways(directory):
         listed = response.get("pending")
         if not isinstance(listed, list):
             continue
-        if any(isinstance(e, dict) and e.get("id") == request_id for e in listed):
-            message = {
+        found = [e for e in listed if isinstance(e, dict) and e.get("id") == request_id]
+        if found:
+            shown = found[0].get("digest")
+            if digest is not None and not (isinstance(shown, str) and _same_digest(digest, shown)):
+                return {"error": _CHANGED, "status": "refused"}
+            message: dict[str, Any] = {
                 "op": "answer",
                 "id": request_id,
                 "code": code,
                 "decision": decision,
                 "for_session": for_session,
             }
+            if digest is not None:
+                message["digest"] = digest
             try:
                 return _request(sock_path, message)
             except OSError as exc:

@@ -26,6 +26,7 @@ __all__ = [
     "Question",
     "Ticket",
     "binding_digest",
+    "fold",
     "new_request",
     "show_arguments",
     "visible",
@@ -59,6 +60,8 @@ class ApprovalRequest(msgspec.Struct, frozen=True):
     created: float  # time.time()
     expires: float  # time.time() after which the request is denied
     session_ok: bool = False  # the policy lets the person approve it for the rest of the session
+    reason: str = ""  # why the policy asked (the confirm verdict's reason), for the person
+    rule: str = ""  # the policy rule that asked (e.g. "tools.confirm")
 
     def summary(self) -> str:
         """The question, as one block of text for a terminal or a dialog."""
@@ -174,9 +177,14 @@ def new_request(
     *,
     timeout_s: float,
     session_ok: bool = False,
+    reason: str = "",
+    rule: str = "",
     clock: Callable[[], float] = time.time,
 ) -> ApprovalRequest:
-    """A fresh request with an unguessable id and a short code."""
+    """A fresh request with an unguessable id and a short code.
+
+    ``reason`` and ``rule`` say why the policy asked; they are shown with the request.
+    """
     import secrets  # (approvals are rare: kept off the gateway's start-up)
 
     now = clock()
@@ -192,14 +200,17 @@ def new_request(
         created=now,
         expires=now + timeout_s,
         session_ok=session_ok,
+        reason=reason,
+        rule=rule,
     )
 
 
-def visible(text: str, *, multiline: bool = False) -> str:
+def visible(text: str, *, multiline: bool = False, mark: str = "<U+{:04X}>") -> str:
     """``text`` with every invisible or control character written as ``<U+XXXX>``.
 
     Newlines and tabs are kept only in ``multiline`` text: in a one-line field (a server or
-    tool name) they could draw a fake line of the question.
+    tool name) they could draw a fake line of the question. ``mark`` is the format of the
+    replacement (the web console writes ``⟨U+XXXX⟩``).
     """
     if text.isascii() and text.isprintable():
         return text
@@ -215,7 +226,7 @@ def visible(text: str, *, multiline: bool = False) -> str:
             or cp in _FILLERS
             or (unicodedata.category(ch) == "Zs" and cp != 0x20)
         ) and not (multiline and ch in "\n\t"):
-            out.append(f"<U+{cp:04X}>")
+            out.append(mark.format(cp))
         else:
             out.append(ch)
     return "".join(out)
@@ -230,7 +241,7 @@ def show_arguments(args: Any) -> str:
     from portcullis.detect.redact import redact_value
 
     redacted, _ = redact_value(args)
-    text = json.dumps(_fold(redacted), ensure_ascii=False, indent=2, sort_keys=True)
+    text = json.dumps(fold(redacted), ensure_ascii=False, indent=2, sort_keys=True)
     text = visible(text, multiline=True)
     if len(text) > _MAX_SHOWN:
         more = len(text) - _MAX_SHOWN
@@ -238,14 +249,15 @@ def show_arguments(args: Any) -> str:
     return text
 
 
-def _fold(value: Any) -> Any:
+def fold(value: Any) -> Any:
+    """``value`` with every string over 200 characters cut, its length and digest added."""
     if isinstance(value, str):
         if len(value) <= _FOLD_AT:
             return value
         digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         return f"{value[:_FOLD_KEEP]}… ({len(value)} characters, sha256:{digest})"
     if isinstance(value, dict):
-        return {str(k): _fold(v) for k, v in value.items()}
+        return {str(k): fold(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fold(v) for v in value]
+        return [fold(v) for v in value]
     return value

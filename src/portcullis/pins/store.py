@@ -31,6 +31,7 @@ from portcullis.detect.canonical import definition_hash
 from portcullis.pins.compare import KINDS, PinReport, compare, pinned_identity
 
 __all__ = [
+    "ChangedSinceShownError",
     "LaunchId",
     "NotPendingError",
     "PinSet",
@@ -75,6 +76,16 @@ class NotPendingError(PortcullisError):
         else:
             message = f"no pins or pending definitions for server {server!r}"
         super().__init__(message)
+
+
+class ChangedSinceShownError(PortcullisError):
+    """The pending definitions are not the ones the person was shown; nothing was approved."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(
+            f"the pending definitions of {server} changed since they were shown; nothing was "
+            "re-pinned: look at the diff again"
+        )
 
 
 @dataclass(frozen=True)
@@ -349,6 +360,8 @@ class PinStore:
         server: str,
         names: Iterable[str] | Literal["all"],
         launch: LaunchId | None = None,
+        *,
+        expect: Iterable[tuple[str, str, str, str]] | None = None,
     ) -> list[tuple[str, str]]:
         """Move pending definitions into the pins; return the (kind, key) pairs approved.
 
@@ -356,6 +369,11 @@ class PinStore:
         kind (a tool name, a resource URI, ``server`` for the instructions). Names with
         nothing pending raise :class:`NotPendingError` and nothing is approved. ``"all"``
         also accepts the current launch, so its version changes stop being reported.
+
+        ``expect``, when given, is what the person was shown: (pin file name, kind, key,
+        definition hash) for each definition the approval covers. It is compared under the
+        files' locks, and when the pending definitions differ (one changed or was added since),
+        :class:`ChangedSinceShownError` is raised and nothing is approved.
         """
         wanted = None if names == "all" else set(names)
         if launch is not None:
@@ -370,17 +388,21 @@ class PinStore:
             files = {path: _read(path) for path in paths}
             found: set[str] = set()
             approved: list[tuple[str, str]] = []
-            for data in files.values():
+            covered: set[tuple[str, str, str, str]] = set()
+            for path, data in files.items():
                 if data is None:
                     continue
                 for kind, pending in data["pending"].items():
-                    for key in pending:
+                    for key, entry in pending.items():
                         if wanted is None or key in wanted:
                             found.add(key)
                             approved.append((kind, key))
+                            covered.add((path.name, kind, key, entry["hash"]))
             missing = sorted((wanted or set()) - found)
             if missing:
                 raise NotPendingError(server, missing)
+            if expect is not None and covered != set(expect):
+                raise ChangedSinceShownError(server)
             now = _now()
             for path, data in files.items():
                 if data is None:
