@@ -362,9 +362,17 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+@pytest.fixture(scope="module")
+def context(browser: Browser, console: Console) -> Iterator[BrowserContext]:
+    """A browser context logged in to the module's ``console`` (each module defines it)."""
+    ctx = login(browser, console)
+    yield ctx
+    ctx.close()
+
+
 @pytest.fixture
 def page(context: BrowserContext) -> Iterator[Page]:
-    """A fresh tab in the module's logged-in ``context`` (each module defines ``context``)."""
+    """A fresh tab in the module's logged-in ``context``."""
     tab = context.new_page()
     yield tab
     close_tab(tab)

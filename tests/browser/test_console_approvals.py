@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from portcullis.approval.console import pending
 from tests.browser.conftest import (
@@ -25,7 +25,6 @@ from tests.browser.conftest import (
     SdkClient,
     Shoot,
     Workspace,
-    login,
     posting,
     watch_errors,
 )
@@ -67,13 +66,6 @@ def client(ws: Workspace) -> Iterator[SdkClient]:
     sdk = SdkClient(ws, argv)
     yield sdk
     sdk.close()
-
-
-@pytest.fixture(scope="module")
-def context(browser: Browser, console: Console) -> Iterator[BrowserContext]:
-    ctx = login(browser, console)
-    yield ctx
-    ctx.close()
 
 
 def request_for(page: Page, text: str) -> Locator:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from portcullis._state import install_key
 from portcullis.audit import AuditLog, read_records, verify
@@ -125,13 +125,6 @@ def console(ws: Workspace) -> Iterator[Console]:
     running = Console(ws, ws.tmp / "policy.yaml")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def context(browser: Browser, console: Console) -> Iterator[BrowserContext]:
-    ctx = login(browser, console)
-    yield ctx
-    ctx.close()
 
 
 Match = Callable[[dict[str, Any]], bool]

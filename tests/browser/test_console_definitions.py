@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from portcullis.pins.store import PinStore
 from tests.browser.conftest import (
@@ -23,7 +23,6 @@ from tests.browser.conftest import (
     Shoot,
     Workspace,
     close_tab,
-    login,
     posting,
     rug_server,
     watch_errors,
@@ -108,13 +107,6 @@ def console(ws: Workspace) -> Iterator[Console]:
     running = Console(ws, ws.tmp / "policy.yaml")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def context(browser: Browser, console: Console) -> Iterator[BrowserContext]:
-    ctx = login(browser, console)
-    yield ctx
-    ctx.close()
 
 
 def test_changed_tool_shows_a_diff_and_is_approved_from_it(

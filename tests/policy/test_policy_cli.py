@@ -48,6 +48,22 @@ def test_validate_ok_without_warning(write_policy, tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (0, f"ok: {path} (1 server)\n", "")
 
 
+def test_validate_says_which_servers_observe_and_which_relaxations_do_nothing(
+    write_policy, tmp_path
+):
+    """`policy validate` warns about observe mode, and about relaxations under mode enforce."""
+    path = write_policy(
+        "version: 1\ndefaults: {tools: {default: allow}}\nservers:\n"
+        "  watched: {mode: observe, observe: {approvals: relax}}\n"
+        "  strict: {observe: {pins: relax}}\n"
+    )
+    result = portcullis("validate", str(path), home=tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    assert 'observe mode for server "watched"' in result.stderr
+    assert "NOT enforced (relaxed: approvals; kept: redaction, pins)" in result.stderr
+    assert 'server "strict": observe relaxes pins, but its mode is enforce' in result.stderr
+
+
 def test_validate_invalid_exits_2_with_the_location(write_policy, tmp_path):
     """An invalid file exits 2 with `file:line: key: reason` on stderr and nothing on stdout."""
     path = write_policy("version: 1\nservers:\n  files:\n    tools: {default: alow}\n")

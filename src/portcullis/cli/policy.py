@@ -106,6 +106,18 @@ def _validate(args: argparse.Namespace) -> int:
     policy = load_policy(args.file, use_cache=False)
     count = len(policy.servers)
     print(f"ok: {args.file} ({count} server{'' if count == 1 else 's'})")
+    for name, server in policy.servers.items():
+        relaxed = server.observe.relaxed()
+        if server.mode == "observe":
+            from portcullis.gateway.auditor import observe_warning
+
+            print(f"portcullis: {observe_warning(server)}", file=sys.stderr)
+        elif relaxed:
+            print(
+                f'portcullis: warning: server "{name}": observe relaxes {", ".join(relaxed)}, '
+                "but its mode is enforce, so that has no effect",
+                file=sys.stderr,
+            )
     later = unimplemented_keys(policy)
     if later:
         print(
