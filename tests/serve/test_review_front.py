@@ -491,9 +491,7 @@ async def _tiny_server(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, asyncio.Ta
 
     import uvicorn
 
-    from portcullis.cli import serve as cli_serve
-
-    monkeypatch.setattr(cli_serve, "_HEAD_TIMEOUT_S", 0.5)
+    from portcullis.serve.listen import guarded_protocol
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -504,7 +502,7 @@ async def _tiny_server(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, asyncio.Ta
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, http=cli_serve._guarded_protocol(), lifespan="off", log_level="critical"
+        app, http=guarded_protocol(head_timeout_s=0.5), lifespan="off", log_level="critical"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

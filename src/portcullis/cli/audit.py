@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["register"]
+__all__ = ["audit_key", "register"]
 
 
 def register(sub: Any) -> None:
@@ -98,7 +98,8 @@ def _log_path(args: argparse.Namespace) -> Path:
     return path
 
 
-def _key(args: argparse.Namespace) -> bytes:
+def audit_key(args: argparse.Namespace) -> bytes:
+    """The install key that MACs the log: ``--key-file``, else this install's (never a new one)."""
     from portcullis._exceptions import ConfigError
     from portcullis._state import _KEY_FILE, install_key, state_dir
 
@@ -132,7 +133,7 @@ def _verify(args: argparse.Namespace) -> int:
     from portcullis.audit import verify
 
     path = _log_path(args)
-    key = _key(args)
+    key = audit_key(args)
     try:
         report = verify(path, key)
     except AuditError as exc:

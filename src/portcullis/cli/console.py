@@ -81,21 +81,6 @@ def _console(args: argparse.Namespace) -> int:
         return runner.run(_main(args))
 
 
-def _bind(host: str, port: int) -> Any:
-    import socket
-
-    from portcullis._exceptions import ConfigError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
 async def _main(args: argparse.Namespace) -> int:
     import asyncio
     import signal
@@ -105,9 +90,9 @@ async def _main(args: argparse.Namespace) -> int:
     from portcullis._state import state_dir
     from portcullis.approval.console import queue_dir
     from portcullis.audit import default_log_path
-    from portcullis.cli.serve import _guarded_protocol
     from portcullis.console.app import ConsoleConfig, build_app
     from portcullis.policy.load import load_policy
+    from portcullis.serve.listen import bind, guarded_protocol
 
     policy = load_policy(args.policy)
     state = state_dir()
@@ -117,7 +102,7 @@ async def _main(args: argparse.Namespace) -> int:
         log = Path(policy.audit.path).expanduser()
     else:
         log = default_log_path()
-    sock = _bind(args.host, args.port)
+    sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
     server: uvicorn.Server | None = None
     config = ConsoleConfig(
@@ -133,7 +118,7 @@ async def _main(args: argparse.Namespace) -> int:
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(config),
-            http=_guarded_protocol(),
+            http=guarded_protocol(),
             ws="none",
             lifespan="off",
             access_log=False,

@@ -166,10 +166,10 @@ def _chain_problem(log: Path, args: argparse.Namespace) -> str | None:
     """Why the log cannot be trusted (broken or unverifiable chain), or None when intact."""
     from portcullis._exceptions import AuditError, ConfigError
     from portcullis.audit import verify
-    from portcullis.cli.audit import _key
+    from portcullis.cli.audit import audit_key
 
     try:
-        key = _key(args)
+        key = audit_key(args)
     except ConfigError as exc:
         return f"the audit chain cannot be verified: {exc}"
     try:

@@ -118,6 +118,7 @@ async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: Serv
     from portcullis.serve.approvals import ServeChannel
     from portcullis.serve.auth import Authenticator
     from portcullis.serve.hub import Hub, log_line
+    from portcullis.serve.listen import bind, guarded_protocol
     from portcullis.serve.metrics import Metrics
     from portcullis.serve.state import open_state
     from portcullis.serve.tokens import TokenSealer
@@ -159,7 +160,8 @@ async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: Serv
     loop = asyncio.get_running_loop()
     scheme = "https" if settings.tls_cert else "http"
     # Bound here, before anything else is built, so that --port 0 is known everywhere.
-    sock = _bind(args.host, args.port)
+    sock = bind(args.host, args.port)
+    sock.set_inheritable(True)
     bound = {"port": sock.getsockname()[1]}
 
     def base_url() -> str:
@@ -230,7 +232,7 @@ async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: Serv
         app,
         host=args.host,
         port=args.port,
-        http=_guarded_protocol(),
+        http=guarded_protocol(),
         ws="none",
         lifespan="on",
         access_log=False,
@@ -273,86 +275,6 @@ async def _main(args: argparse.Namespace, policy: CompiledPolicy, settings: Serv
     await server.serve(sockets=[sock])
     announcing.cancel()
     return 0
-
-
-_MAX_HEAD_BYTES = 64 * 1024  # request line and headers (keys, tokens, session ids fit)
-_HEAD_TIMEOUT_S = 20.0  # to send a request's line and headers, from its first byte
-
-
-def _guarded_protocol() -> Any:
-    """The httptools protocol of uvicorn with a cap on a request's head: size and time.
-
-    uvicorn bounds neither (it buffers a header of any size and waits forever for a head that
-    never ends), so one unauthenticated client could hold memory or connections at will.
-    """
-    import asyncio
-
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class Guarded(HttpToolsProtocol):
-        _head = 0
-        _in_head = True
-        _timer: asyncio.TimerHandle | None = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._timer = asyncio.get_running_loop().call_later(_HEAD_TIMEOUT_S, self._expire)
-
-        def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _expire(self) -> None:
-            self._timer = None
-            if self._in_head and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm()  # a connection that never sends a full head is closed
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._head, self._in_head = 0, True
-            self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._in_head = False
-            self._disarm()
-            super().on_headers_complete()
-
-        def data_received(self, data: bytes) -> None:
-            counting = self._in_head
-            super().data_received(data)
-            if counting and self._in_head and not self.transport.is_closing():
-                self._head += len(data)
-                if self._head > _MAX_HEAD_BYTES:
-                    self._disarm()
-                    self.send_400_response("Request header fields too large.")
-
-    return Guarded
-
-
-def _bind(host: str, port: int) -> Any:
-    import socket
-
-    from portcullis._exceptions import ConfigError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def _netloc(host: str, port: int) -> str:
